@@ -1,0 +1,3 @@
+"""Assertions over metrics (being built)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""modelaudit.explain (being built)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""modelaudit.measure (being built)."""
+
+__all__: list[str] = []

@@ -1,0 +1,1 @@
+"""pytest plugin for modelaudit (being built)."""

@@ -1,0 +1,3 @@
+"""modelaudit.report (being built)."""
+
+__all__: list[str] = []

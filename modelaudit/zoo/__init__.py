@@ -1,0 +1,3 @@
+"""modelaudit.zoo (being built)."""
+
+__all__: list[str] = []
