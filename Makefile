@@ -17,7 +17,7 @@ audit: $(STAMP)
 	$(BIN)/python -m pytest audits/ $(ARGS)
 
 test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest tests/ -n 2 $(ARGS)
+	$(BIN)/python -m pytest -n 2 --doctest-modules modelaudit tests $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check modelaudit tests audits bench scripts
