@@ -1,5 +1,20 @@
 """Capture: record what layers receive, return and get as gradients, through torch hooks."""
 
+from modelaudit.capture.gradients import (
+    assert_hook_grads_match_autograd,
+    assert_hooks_preserve_gradients,
+    gradcheck_module,
+)
+from modelaudit.capture.grid import feature_map_grid, grid_layout, scale_each
+from modelaudit.capture.hooks import CallsPolicy, Capture, HookEvent, RecordMissingError, capture
+from modelaudit.capture.inventory import (
+    ModuleHook,
+    assert_no_hooks_left,
+    disabled_hooks,
+    hook_count,
+    hooks_by_module,
+    list_hooks,
+)
 from modelaudit.capture.layers import (
     LayerSpec,
     closest_layer_names,
@@ -8,15 +23,39 @@ from modelaudit.capture.layers import (
     resolve_layer,
     resolve_layers,
 )
+from modelaudit.capture.shapes import assert_feature_map_shapes, feature_map_shapes
 from modelaudit.capture.state import ModelState, preserved_state
+from modelaudit.capture.tensors import TensorGrads, tensor_grads
 
 __all__ = [
+    "CallsPolicy",
+    "Capture",
+    "HookEvent",
     "LayerSpec",
     "ModelState",
+    "ModuleHook",
+    "RecordMissingError",
+    "TensorGrads",
+    "assert_feature_map_shapes",
+    "assert_hook_grads_match_autograd",
+    "assert_hooks_preserve_gradients",
+    "assert_no_hooks_left",
+    "capture",
     "closest_layer_names",
+    "disabled_hooks",
+    "feature_map_grid",
+    "feature_map_shapes",
+    "gradcheck_module",
+    "grid_layout",
+    "hook_count",
+    "hooks_by_module",
     "layer_names",
     "leaf_layers",
+    "list_hooks",
     "preserved_state",
     "resolve_layer",
     "resolve_layers",
+    "scale_each",
+    "tensor_grads",
 ]
+

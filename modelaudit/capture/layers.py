@@ -97,6 +97,11 @@ def _resolve_one(model: nn.Module, spec: SingleLayerSpec) -> list[str]:
                 )
             return hits
         raise _not_found(model, f"model has no layer named {spec!r}", spec)
+    if isinstance(spec, type) and not issubclass(spec, nn.Module):
+        raise TypeError(
+            f"a layer class must be a subclass of nn.Module; got {spec.__name__} "
+            "(pass e.g. nn.Conv2d, a name, a glob pattern, a module or a predicate)."
+        )
     if isinstance(spec, type) and issubclass(spec, nn.Module):
         hits = [n for n, m in named.items() if isinstance(m, spec)]
         if not hits:
@@ -151,8 +156,8 @@ def resolve_layer(model: nn.Module, spec: SingleLayerSpec) -> tuple[str, nn.Modu
     """Resolve ``spec`` to exactly one ``(name, module)``.
 
     Raises:
-        LayerNotFoundError: nothing matched.
-        ValueError: several layers matched (the message lists them).
+        LayerNotFoundError: nothing matched, or several layers matched (the message lists
+            them).
     """
     hits = resolve_layers(model, spec)
     if len(hits) != 1:

@@ -36,6 +36,22 @@ class ModelState:
     requires_grad: dict[str, bool]
     grads: dict[str, torch.Tensor | None]
     values: dict[str, torch.Tensor] | None
+    # the ``.grad`` tensor objects themselves, so restore() gives back the same objects
+    # (with their saved values) rather than copies: code holding a reference keeps working
+    grad_tensors: dict[str, torch.Tensor | None] = dataclasses.field(
+        default_factory=dict, repr=False
+    )
+
+    def _grad_for(self, name: str) -> torch.Tensor | None:
+        """The saved gradient: the original tensor with its saved values, or a copy."""
+        saved = self.grads[name]
+        if saved is None:
+            return None
+        original = self.grad_tensors.get(name)
+        if original is not None and original.shape == saved.shape and original.dtype == saved.dtype:
+            original.detach().copy_(saved)  # undo in-place changes (e.g. accumulation)
+            return original
+        return saved.clone()
 
     @classmethod
     def of(cls, model: nn.Module, *, values: bool = False) -> ModelState:
@@ -50,6 +66,7 @@ class ModelState:
             values={n: t.detach().clone() for n, t in model.state_dict(keep_vars=True).items()}
             if values
             else None,
+            grad_tensors={n: p.grad for n, p in params.items()},
         )
 
     def restore(self, model: nn.Module) -> None:
@@ -62,7 +79,7 @@ class ModelState:
             for name, p in model.named_parameters(remove_duplicate=False):
                 if name in self.requires_grad:
                     p.requires_grad_(self.requires_grad[name])
-                    p.grad = self.grads[name]
+                    p.grad = self._grad_for(name)
             if self.values is not None:
                 current = model.state_dict(keep_vars=True)
                 for name, saved in self.values.items():
