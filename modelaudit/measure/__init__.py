@@ -1,3 +1,66 @@
-"""modelaudit.measure (being built)."""
+"""Measure: pure, batched metrics over heat maps, boxes, masks and (for some) a model.
 
-__all__: list[str] = []
+Localization (:mod:`~modelaudit.measure.localization`), map similarity
+(:mod:`~modelaudit.measure.similarity`), parameter randomisation
+(:mod:`~modelaudit.measure.sanity`), deletion/insertion and confidence drop
+(:mod:`~modelaudit.measure.faithfulness`) and stability
+(:mod:`~modelaudit.measure.stability`). Nothing here registers hooks; model-based metrics
+call a user-supplied ``explainer(model, images) -> (N, H, W)``.
+
+Example:
+    >>> import torch
+    >>> import modelaudit as ma
+    >>> maps = torch.zeros(1, 8, 8)
+    >>> maps[0, 2, 3] = 1.0
+    >>> ma.pointing_game(maps, torch.tensor([[2, 1, 6, 5]]))
+    tensor([1.])
+"""
+
+from modelaudit.measure._explainer import Explainer
+from modelaudit.measure.faithfulness import (
+    average_drop,
+    deletion_auc,
+    increase_in_confidence,
+    insertion_auc,
+    perturbation_curve,
+)
+from modelaudit.measure.localization import (
+    chance_level,
+    iou,
+    mass_in_box,
+    mass_in_mask,
+    pointing_game,
+    rank_accuracy,
+)
+from modelaudit.measure.sanity import RandomizationResult, randomization_similarity
+from modelaudit.measure.similarity import map_similarity, spearman, ssim
+from modelaudit.measure.stability import (
+    StabilityResult,
+    flip_equivariance,
+    map_change,
+    noise_stability,
+)
+
+__all__ = [
+    "Explainer",
+    "RandomizationResult",
+    "StabilityResult",
+    "average_drop",
+    "chance_level",
+    "deletion_auc",
+    "flip_equivariance",
+    "increase_in_confidence",
+    "insertion_auc",
+    "iou",
+    "map_change",
+    "map_similarity",
+    "mass_in_box",
+    "mass_in_mask",
+    "noise_stability",
+    "perturbation_curve",
+    "pointing_game",
+    "randomization_similarity",
+    "rank_accuracy",
+    "spearman",
+    "ssim",
+]
