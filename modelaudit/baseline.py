@@ -1,0 +1,519 @@
+"""Metric baselines for release gates: "attention must not get worse than last release".
+
+A baseline is a JSON file of metric values, each with the direction in which it is better
+and a relative tolerance. A new run compares every recorded metric with its entry:
+
+- no entry: the check fails and says how to create one (``--audit-update-baseline``);
+- worse than the baseline by more than ``tolerance * |baseline|``: fails with the obtained
+  value, the baseline and the delta;
+- otherwise it passes (``"improved"`` when better by more than the tolerance).
+
+File schema (``version`` 1)::
+
+    {
+      "version": 1,
+      "metrics": {
+        "tests/test_gate.py::test_attention::mass_in_box": {
+          "value": 0.7132,
+          "direction": "higher",
+          "tolerance": 0.05
+        }
+      },
+      "metadata": {}
+    }
+
+``direction`` is ``"higher"`` (higher is better) or ``"lower"``; ``tolerance`` is a
+non-negative number relative to ``|value|`` (so a baseline of exactly 0 allows no change
+in the bad direction); ``metadata`` is optional and free-form. Anything else (bad JSON,
+unknown keys, a missing field, a non-finite value, an unknown version) raises
+:class:`~modelaudit.errors.BaselineError`: a broken file is never a silent pass. Files are
+written atomically (a temporary file in the same directory, then ``os.replace``).
+
+Example:
+    >>> from modelaudit.baseline import Baseline
+    >>> base = Baseline()
+    >>> base.compare("t::iou", 0.8, direction="higher").status
+    'missing'
+    >>> base.set("t::iou", 0.8, direction="higher", tolerance=0.05)
+    >>> base.compare("t::iou", 0.78, direction="higher").status
+    'ok'
+    >>> base.compare("t::iou", 0.70, direction="higher").status
+    'regressed'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from modelaudit.errors import BaselineError, InvalidInputError
+from modelaudit.report._atomic import atomic_write_text
+
+__all__ = [
+    "BASELINE_VERSION",
+    "Baseline",
+    "BaselineEntry",
+    "Comparison",
+    "Direction",
+    "Status",
+    "compare_to_entry",
+    "normalize_direction",
+]
+
+BASELINE_VERSION = 1
+"""Schema version written into (and required from) baseline files."""
+
+Direction = Literal["higher", "lower"]
+Status = Literal["ok", "improved", "regressed", "missing", "invalid", "updated", "recorded"]
+
+_PASSING: frozenset[str] = frozenset({"ok", "improved", "updated", "recorded"})
+_ALIASES = {
+    "higher": "higher",
+    "at_least": "higher",
+    "max": "higher",
+    "lower": "lower",
+    "at_most": "lower",
+    "min": "lower",
+}
+_ENTRY_KEYS = frozenset({"value", "direction", "tolerance"})
+_TOP_KEYS = frozenset({"version", "metrics", "metadata"})
+
+
+def normalize_direction(direction: str) -> Direction:
+    """Return ``"higher"`` or ``"lower"`` for a direction or one of its aliases.
+
+    ``"at_least"`` / ``"max"`` mean higher is better; ``"at_most"`` / ``"min"`` lower.
+
+    Example:
+        >>> normalize_direction("at_least")
+        'higher'
+    """
+    if isinstance(direction, str) and direction in _ALIASES:
+        return cast(Direction, _ALIASES[direction])
+    raise InvalidInputError(
+        f"direction must be 'higher' (higher is better) or 'lower', got {direction!r}"
+    )
+
+
+def _check_tolerance(tolerance: object) -> float:
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float):
+        raise InvalidInputError(f"tolerance must be a number >= 0, got {tolerance!r}")
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise InvalidInputError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
+    return float(tolerance)
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineEntry:
+    """One stored metric: its value, the better direction and the relative tolerance."""
+
+    value: float
+    direction: Direction
+    tolerance: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object stored in the file."""
+        return {"value": self.value, "direction": self.direction, "tolerance": self.tolerance}
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """The outcome of comparing one metric value with its baseline.
+
+    Attributes:
+        key: the metric id in the baseline file (``"<test id>::<name>"`` in pytest).
+        name: the metric's short name.
+        value: the value obtained now (NaN allowed: status ``"invalid"``).
+        direction: ``"higher"`` or ``"lower"`` is better.
+        tolerance: the relative tolerance applied.
+        baseline: the stored value, or None when there is none.
+        status: ``ok``, ``improved``, ``regressed``, ``missing``, ``invalid`` (NaN or
+            infinite value), ``updated`` (written by an update run) or ``recorded`` (no
+            baseline file configured: the value is reported, not gated).
+        source: the baseline file, for messages.
+        note: an extra explanation (e.g. the direction differs from the stored one).
+    """
+
+    key: str
+    name: str
+    value: float
+    direction: Direction
+    tolerance: float
+    baseline: float | None
+    status: Status
+    source: str | None = None
+    note: str = ""
+
+    @property
+    def passed(self) -> bool:
+        """Whether this comparison lets the test pass."""
+        return self.status in _PASSING
+
+    @property
+    def delta(self) -> float | None:
+        """``value - baseline`` (None without a baseline)."""
+        if self.baseline is None or not math.isfinite(self.value):
+            return None
+        return self.value - self.baseline
+
+    @property
+    def allowed(self) -> float | None:
+        """The largest change in the bad direction that still passes (``tol * |baseline|``)."""
+        return None if self.baseline is None else self.tolerance * abs(self.baseline)
+
+    def message(self, update_hint: str = "re-run with --audit-update-baseline") -> str:
+        """A human-readable explanation; failures end with how to update the baseline.
+
+        Example:
+            >>> c = Comparison("t::m", "m", 0.5, "higher", 0.05, 0.8, "regressed", "b.json")
+            >>> print(c.message())  # doctest: +NORMALIZE_WHITESPACE
+            metric 'm' regressed (higher is better, tolerance 5% of the baseline):
+              obtained: 0.5
+              baseline: 0.8  (t::m in b.json)
+              delta:    -0.3  (-37.5%; allowed: -0.04)
+            If the change is intended, update the baseline: re-run with --audit-update-baseline
+        """
+        where = f"{self.key} in {self.source}" if self.source else self.key
+        better = f"{self.direction} is better"
+        if self.status == "invalid":
+            return (
+                f"metric {self.name!r} is {self.value} (not a finite number); a baseline "
+                "can neither check nor store it"
+            )
+        if self.status == "recorded":
+            return f"metric {self.name!r} = {_num(self.value)} (no baseline file configured)"
+        if self.status == "missing":
+            file = f"\n  file: {self.source}" if self.source else ""
+            return (
+                f"no baseline for metric {self.name!r} ({better}); obtained {_num(self.value)}"
+                f"\n  id:   {self.key}{file}\nCreate the baseline: {update_hint}"
+            )
+        if self.status == "updated":
+            old = "none" if self.baseline is None else _num(self.baseline)
+            return f"metric {self.name!r} = {_num(self.value)} written to the baseline (was {old})"
+        assert self.baseline is not None and self.delta is not None and self.allowed is not None
+        sign = -1.0 if self.direction == "higher" else 1.0
+        rel = f"{100 * self.delta / abs(self.baseline):+.1f}%; " if self.baseline else ""
+        body = (
+            f"  obtained: {_num(self.value)}\n"
+            f"  baseline: {_num(self.baseline)}  ({where})\n"
+            f"  delta:    {_num(self.delta, signed=True)}  "
+            f"({rel}allowed: {_num(sign * self.allowed, signed=True)})"
+        )
+        if self.status == "regressed":
+            note = f"  {self.note}\n" if self.note else ""
+            return (
+                f"metric {self.name!r} regressed ({better}, tolerance "
+                f"{_pct(self.tolerance)} of the baseline):\n{body}\n{note}"
+                f"If the change is intended, update the baseline: {update_hint}"
+            )
+        verdict = "improved beyond its tolerance" if self.status == "improved" else "within"
+        return f"metric {self.name!r} {verdict} ({better}):\n{body}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able fields (non-finite numbers become None), plus delta and passed."""
+        out: dict[str, Any] = dataclasses.asdict(self)
+        out["value"] = self.value if math.isfinite(self.value) else None
+        out["delta"] = self.delta
+        out["passed"] = self.passed
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Comparison:
+        """Inverse of :meth:`to_dict` (extra keys such as ``delta`` are ignored)."""
+        value = data.get("value")
+        return cls(
+            key=str(data["key"]),
+            name=str(data["name"]),
+            value=float("nan") if value is None else float(value),
+            direction=normalize_direction(data["direction"]),
+            tolerance=float(data["tolerance"]),
+            baseline=None if data.get("baseline") is None else float(data["baseline"]),
+            status=cast(Status, data["status"]),
+            source=data.get("source"),
+            note=str(data.get("note") or ""),
+        )
+
+
+def _num(value: float, *, signed: bool = False) -> str:
+    return f"{value:+.6g}" if signed else f"{value:.6g}"
+
+
+def _pct(fraction: float) -> str:
+    return f"{100 * fraction:.6g}%"
+
+
+def compare_to_entry(
+    key: str,
+    value: float,
+    entry: BaselineEntry | None,
+    *,
+    direction: str = "higher",
+    tolerance: float | None = None,
+    name: str | None = None,
+    source: str | None = None,
+) -> Comparison:
+    """Compare ``value`` with a stored entry (or with nothing).
+
+    The tolerance applied is ``tolerance`` when given, else the entry's, else 0.05. The
+    direction must agree with the entry's: a changed direction changes what the gate
+    means, so it fails as ``"regressed"`` (with a note) until the baseline is updated.
+
+    Example:
+        >>> e = BaselineEntry(0.5, "lower", 0.1)
+        >>> compare_to_entry("k", 0.54, e, direction="lower").status
+        'ok'
+        >>> compare_to_entry("k", 0.56, e, direction="lower").status
+        'regressed'
+    """
+    short = name if name is not None else key.rsplit("::", 1)[-1]
+    wanted = normalize_direction(direction)
+    if tolerance is not None:
+        tol = _check_tolerance(tolerance)
+    elif entry is not None:
+        tol = entry.tolerance
+    else:
+        tol = 0.05
+    number = float(value)
+
+    def result(status: Status, base: float | None, note: str = "") -> Comparison:
+        return Comparison(key, short, number, wanted, tol, base, status, source, note)
+
+    if not math.isfinite(number):
+        return result("invalid", None if entry is None else entry.value)
+    if entry is None:
+        return result("missing", None)
+    if entry.direction != wanted:
+        note = f"the baseline says {entry.direction} is better, the test now says {wanted}"
+        return result("regressed", entry.value, note)
+    allowed = tol * abs(entry.value)
+    gain = number - entry.value if wanted == "higher" else entry.value - number
+    if gain < -allowed:
+        return result("regressed", entry.value)
+    if gain > allowed:
+        return result("improved", entry.value)
+    return result("ok", entry.value)
+
+
+class Baseline:
+    """A mapping of metric id -> :class:`BaselineEntry`, loaded from / saved to JSON.
+
+    Args:
+        entries: initial entries.
+        path: the file it was loaded from (used by :meth:`save` and in messages).
+        metadata: free-form JSON object kept in the file.
+        exists: whether ``path`` existed when loaded (messages say so when it did not).
+    """
+
+    def __init__(
+        self,
+        entries: Mapping[str, BaselineEntry] | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        exists: bool = True,
+    ) -> None:
+        self.entries: dict[str, BaselineEntry] = dict(entries or {})
+        self.path = None if path is None else Path(path)
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.exists = exists
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.entries)
+
+    def __getitem__(self, key: str) -> BaselineEntry:
+        return self.entries[key]
+
+    def __repr__(self) -> str:
+        return f"Baseline({len(self)} metrics, path={str(self.path) if self.path else None!r})"
+
+    @property
+    def source(self) -> str | None:
+        """How messages name the file (notes when it does not exist yet)."""
+        if self.path is None:
+            return None
+        return str(self.path) if self.exists else f"{self.path} (file does not exist yet)"
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, missing_ok: bool = True) -> Baseline:
+        """Read and validate a baseline file; a missing file gives an empty baseline.
+
+        Raises:
+            BaselineError: unreadable, not JSON, or not of the documented schema; or
+                missing while ``missing_ok`` is False.
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> bad = pathlib.Path(tempfile.mkdtemp()) / "b.json"
+            >>> _ = bad.write_text('{"version": 1, "metrics": {"a": {"value": "x"}}}')
+            >>> Baseline.load(bad)
+            Traceback (most recent call last):
+            ...
+            modelaudit.errors.BaselineError: baseline file ...b.json is invalid: metric 'a': ...
+        """
+        file = Path(path)
+        if not file.exists():
+            if missing_ok:
+                return cls(path=file, exists=False)
+            raise BaselineError(f"baseline file {file} does not exist")
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BaselineError(f"cannot read baseline file {file}: {exc}") from exc
+        fix = "fix it by hand, or delete it and re-create it with --audit-update-baseline"
+        try:
+            data = json.loads(text, parse_constant=_reject_constant)
+        except json.JSONDecodeError as exc:
+            raise BaselineError(
+                f"baseline file {file} is not valid JSON (line {exc.lineno}, column "
+                f"{exc.colno}: {exc.msg}); {fix}"
+            ) from exc
+        except ValueError as exc:
+            raise BaselineError(f"baseline file {file} is invalid: {exc}; {fix}") from exc
+        try:
+            return cls.from_dict(data, path=file)
+        except BaselineError as exc:
+            raise BaselineError(f"baseline file {file} is invalid: {exc}; {fix}") from exc
+
+    @classmethod
+    def from_dict(cls, data: Any, *, path: str | os.PathLike[str] | None = None) -> Baseline:
+        """Validate a parsed baseline document (see the module docstring for the schema).
+
+        Raises:
+            BaselineError: naming the first problem found.
+        """
+        if not isinstance(data, dict):
+            raise BaselineError(f"the top level must be a JSON object, got {_kind(data)}")
+        unknown = sorted(set(data) - _TOP_KEYS)
+        if unknown:
+            raise BaselineError(f"unknown top-level keys {unknown}; allowed: {sorted(_TOP_KEYS)}")
+        version = data.get("version")
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise BaselineError(
+                f"'version' must be the integer {BASELINE_VERSION}, got {version!r}"
+            )
+        if version != BASELINE_VERSION:
+            newer = " (written by a newer modelaudit?)" if version > BASELINE_VERSION else ""
+            raise BaselineError(
+                f"unsupported version {version}{newer}; this modelaudit reads version "
+                f"{BASELINE_VERSION}"
+            )
+        metrics = data.get("metrics")
+        if not isinstance(metrics, dict):
+            raise BaselineError(f"'metrics' must be a JSON object, got {_kind(metrics)}")
+        metadata = data.get("metadata", {})
+        if not isinstance(metadata, dict):
+            raise BaselineError(f"'metadata' must be a JSON object, got {_kind(metadata)}")
+        entries = {key: _entry(key, raw) for key, raw in metrics.items()}
+        return cls(entries, path=path, metadata=metadata, exists=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document (metrics sorted by id)."""
+        out: dict[str, Any] = {
+            "version": BASELINE_VERSION,
+            "metrics": {k: self.entries[k].to_dict() for k in sorted(self.entries)},
+        }
+        if self.metadata:
+            out["metadata"] = self.metadata
+        return out
+
+    def save(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """Write the baseline atomically to ``path`` (default: where it was loaded from).
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> target = pathlib.Path(tempfile.mkdtemp()) / "baseline.json"
+            >>> b = Baseline(path=target)
+            >>> b.set("t::m", 0.25, direction="lower", tolerance=0.1)
+            >>> Baseline.load(b.save())["t::m"]
+            BaselineEntry(value=0.25, direction='lower', tolerance=0.1)
+        """
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise BaselineError("no path to save the baseline to; pass save(path)")
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=False, allow_nan=False) + "\n"
+        written = atomic_write_text(target, text)
+        self.path, self.exists = written, True
+        return written
+
+    def set(self, key: str, value: float, *, direction: str, tolerance: float) -> None:
+        """Store (or replace) one entry, validating it."""
+        self.entries[key] = _entry(
+            key, {"value": value, "direction": direction, "tolerance": tolerance}
+        )
+
+    def compare(
+        self,
+        key: str,
+        value: float,
+        *,
+        direction: str = "higher",
+        tolerance: float | None = None,
+        name: str | None = None,
+    ) -> Comparison:
+        """Compare ``value`` with the entry ``key``; see :func:`compare_to_entry`."""
+        return compare_to_entry(
+            key,
+            value,
+            self.entries.get(key),
+            direction=direction,
+            tolerance=tolerance,
+            name=name,
+            source=self.source,
+        )
+
+    def apply(self, comparisons: list[Comparison]) -> int:
+        """Store the values of ``comparisons`` (finite ones); return how many were stored."""
+        stored = 0
+        for c in comparisons:
+            if math.isfinite(c.value):
+                self.set(c.key, c.value, direction=c.direction, tolerance=c.tolerance)
+                stored += 1
+        return stored
+
+
+def _reject_constant(token: str) -> float:
+    raise ValueError(f"{token} is not allowed in a baseline file (values must be finite)")
+
+
+def _kind(value: object) -> str:
+    return {dict: "an object", list: "an array", str: "a string", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _entry(key: object, raw: object) -> BaselineEntry:
+    if not isinstance(key, str) or not key:
+        raise BaselineError(f"metric ids must be non-empty strings, got {key!r}")
+    if not isinstance(raw, dict):
+        raise BaselineError(f"metric {key!r}: expected an object, got {_kind(raw)}")
+    missing = sorted(_ENTRY_KEYS - set(raw))
+    extra = sorted(set(raw) - _ENTRY_KEYS)
+    if missing or extra:
+        parts = ([f"missing {missing}"] if missing else []) + (
+            [f"unknown {extra}"] if extra else []
+        )
+        raise BaselineError(
+            f"metric {key!r}: {' and '.join(parts)} keys; each metric needs exactly "
+            f"{sorted(_ENTRY_KEYS)}"
+        )
+    value = raw["value"]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BaselineError(f"metric {key!r}: 'value' must be a finite number, got {value!r}")
+    try:
+        direction = normalize_direction(raw["direction"])
+        tolerance = _check_tolerance(raw["tolerance"])
+    except InvalidInputError as exc:
+        raise BaselineError(f"metric {key!r}: {exc}") from exc
+    return BaselineEntry(float(value), direction, tolerance)

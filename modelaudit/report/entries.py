@@ -1,0 +1,237 @@
+"""The report's data: one :class:`TestEntry` per audited test, in plain JSON-able fields.
+
+Entries hold numbers, strings and base64 PNGs only, so they travel unchanged from
+pytest-xdist workers to the controller (``workeroutput``) and into the HTML and JSON files.
+:func:`record_view` turns an :class:`~modelaudit.records.AuditRecord` (with its tensors)
+into rows of input | overlay | value | pass/fail, rendered with
+:func:`~modelaudit.report.overlay.overlay`.
+
+Example:
+    >>> import torch
+    >>> from modelaudit.records import AuditRecord, SampleViews
+    >>> rec = AuditRecord(check="pointing_game", passed=True, values=[1.0, 0.0], failing=[1],
+    ...                   samples=SampleViews(images=torch.rand(2, 3, 8, 8),
+    ...                                       maps=torch.rand(2, 8, 8)))
+    >>> view = record_view(rec)
+    >>> [(row.index, row.value, row.passed) for row in view.samples]
+    [(0, 1.0, True), (1, 0.0, False)]
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from modelaudit.baseline import Comparison
+from modelaudit.report.overlay import image_to_rgb, overlay, png_bytes
+
+if TYPE_CHECKING:
+    from modelaudit.records import AuditRecord
+
+__all__ = [
+    "OUTCOME_ORDER",
+    "Attachment",
+    "RecordView",
+    "SampleRow",
+    "TestEntry",
+    "encode_png",
+    "record_view",
+    "sort_entries",
+]
+
+OUTCOME_ORDER = ("error", "failed", "xpassed", "passed", "xfailed", "skipped")
+"""Report order of outcomes: failing tests first."""
+
+
+def encode_png(array: Any) -> str:
+    """Encode an image as a base64 PNG string (what ``data:image/png;base64,`` needs).
+
+    Example:
+        >>> import numpy as np
+        >>> encode_png(np.zeros((1, 1), dtype=np.uint8))[:8]
+        'iVBORw0K'
+    """
+    return base64.b64encode(png_bytes(array)).decode("ascii")
+
+
+@dataclasses.dataclass
+class SampleRow:
+    """One sample of a record: images as base64 PNGs, its metric value and verdict."""
+
+    index: int
+    value: float | None = None
+    passed: bool | None = None
+    input_png: str | None = None
+    overlay_png: str | None = None
+
+
+@dataclasses.dataclass
+class RecordView:
+    """An audit record ready for the report.
+
+    Attributes:
+        record: ``AuditRecord.to_json()``.
+        samples: the drawn samples (failing ones first to be kept when capped).
+        hidden: how many samples were not drawn because of the cap.
+        error: why the samples could not be drawn, if they could not.
+    """
+
+    record: dict[str, Any]
+    samples: list[SampleRow] = dataclasses.field(default_factory=list)
+    hidden: int = 0
+    error: str | None = None
+
+
+@dataclasses.dataclass
+class Attachment:
+    """An image a test attached through the ``audit`` fixture."""
+
+    name: str
+    png: str
+    path: str | None = None
+
+
+@dataclasses.dataclass
+class TestEntry:
+    """Everything the report shows about one test.
+
+    Attributes:
+        nodeid: the pytest node id.
+        outcome: ``passed``, ``failed``, ``error``, ``skipped``, ``xfailed`` or ``xpassed``.
+        duration: seconds spent in setup, call and teardown.
+        message: the failure text (empty when it passed).
+        metrics: baseline comparisons recorded through the ``audit`` fixture.
+        records: views of the audit records the test emitted.
+        attachments: images attached by the test.
+        omitted_records: records dropped by the per-test cap (hypothesis tests emit many).
+        audited: the test asked for modelaudit (an ``audit*`` fixture or marker) rather than
+            only calling assertions; the terminal summary lists audited or failed tests.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    nodeid: str
+    outcome: str = "passed"
+    duration: float = 0.0
+    message: str = ""
+    metrics: list[Comparison] = dataclasses.field(default_factory=list)
+    records: list[RecordView] = dataclasses.field(default_factory=list)
+    attachments: list[Attachment] = dataclasses.field(default_factory=list)
+    omitted_records: int = 0
+    audited: bool = True
+
+    @property
+    def failed(self) -> bool:
+        """Whether the test counts as failing (failed, error, or an unexpected pass)."""
+        return self.outcome in ("failed", "error", "xpassed")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (inverse of :meth:`from_dict`)."""
+        out = dataclasses.asdict(dataclasses.replace(self, metrics=[]))
+        out["metrics"] = [m.to_dict() for m in self.metrics]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TestEntry:
+        """Rebuild an entry from :meth:`to_dict` output."""
+        return cls(
+            nodeid=str(data["nodeid"]),
+            outcome=str(data.get("outcome", "passed")),
+            duration=float(data.get("duration", 0.0)),
+            message=str(data.get("message", "")),
+            metrics=[Comparison.from_dict(m) for m in data.get("metrics", [])],
+            records=[
+                RecordView(
+                    record=dict(r["record"]),
+                    samples=[SampleRow(**s) for s in r.get("samples", [])],
+                    hidden=int(r.get("hidden", 0)),
+                    error=r.get("error"),
+                )
+                for r in data.get("records", [])
+            ],
+            attachments=[Attachment(**a) for a in data.get("attachments", [])],
+            omitted_records=int(data.get("omitted_records", 0)),
+            audited=bool(data.get("audited", True)),
+        )
+
+
+def sort_entries(entries: Iterable[TestEntry]) -> list[TestEntry]:
+    """Failing tests first (errors, failures, unexpected passes), then the rest, stably.
+
+    Example:
+        >>> names = [e.nodeid for e in sort_entries(
+        ...     [TestEntry("a", "passed"), TestEntry("b", "failed"), TestEntry("c", "error")])]
+        >>> names
+        ['c', 'b', 'a']
+    """
+
+    def rank(entry: TestEntry) -> int:
+        order = OUTCOME_ORDER
+        return order.index(entry.outcome) if entry.outcome in order else len(order)
+
+    return sorted(entries, key=rank)
+
+
+def _pick(count: int, failing: Iterable[int], limit: int) -> list[int]:
+    bad = [i for i in dict.fromkeys(failing) if 0 <= i < count]
+    chosen = bad[:limit]
+    for i in range(count):
+        if len(chosen) >= limit:
+            break
+        if i not in chosen:
+            chosen.append(i)
+    return sorted(chosen)
+
+
+def record_view(
+    record: AuditRecord,
+    *,
+    max_samples: int = 64,
+    alpha: float = 0.5,
+    colormap: str = "inferno",
+) -> RecordView:
+    """Render a record's samples (input and overlay PNGs) for the report.
+
+    A sample's ``value`` is ``record.values[i]`` when there is one value per sample, and
+    its verdict is "not in ``record.failing``" then (None otherwise). At most
+    ``max_samples`` samples are drawn, failing ones first; drawing problems are reported
+    in ``error`` instead of raised, so a report is always written.
+    """
+    view = RecordView(record=record.to_json())
+    samples = record.samples
+    if samples is None or samples.maps is None:
+        return view
+    try:
+        count = len(samples.maps)
+        per_sample = len(record.values) == count
+        failing = {int(i) for i in record.failing}
+        chosen = _pick(count, sorted(failing), max(0, int(max_samples)))
+        view.hidden = count - len(chosen)
+        for i in chosen:
+            image = None if samples.images is None else samples.images[i]
+            value = float(record.values[i]) if per_sample else None
+            view.samples.append(
+                SampleRow(
+                    index=i,
+                    value=value if value is None or math.isfinite(value) else None,
+                    passed=(i not in failing) if per_sample else None,
+                    input_png=None if image is None else encode_png(image_to_rgb(image)),
+                    overlay_png=encode_png(
+                        overlay(
+                            image,
+                            samples.maps[i],
+                            box=None if samples.boxes is None else samples.boxes[i],
+                            mask=None if samples.masks is None else samples.masks[i],
+                            alpha=alpha,
+                            colormap=colormap,
+                        )
+                    ),
+                )
+            )
+    except (ValueError, TypeError, IndexError) as exc:
+        view.samples, view.hidden = [], 0
+        view.error = f"could not draw the samples: {exc}"
+    return view

@@ -1,0 +1,3 @@
+"""Shared test configuration (other engineers may add lines)."""
+
+pytest_plugins = ["pytester"]

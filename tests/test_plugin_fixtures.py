@@ -1,0 +1,268 @@
+"""The plugin's fixtures through pytester: model resolution, hook checks, hypothesis wiring."""
+
+import hypothesis  # noqa: F401  (imported once here, not again inside every in-process run)
+import pytest
+import torch
+from hypothesis import settings
+from hypothesis.internal.entropy import RANDOMS_TO_MANAGE
+from torch import nn
+
+from modelaudit import plugin
+from modelaudit import zoo as _zoo  # noqa: F401  (torchvision imported once, outside inner runs)
+
+FACTORY = """
+import torch
+from torch import nn
+
+def tiny():
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU()).train()
+
+INSTANCE = tiny()
+NOT_A_MODEL = 3
+"""
+
+CHECK_MODEL = """
+import torch
+
+def test_model(audit_model, audit_device):
+    assert type(audit_model).__name__ == "{cls}"
+    assert not any(m.training for m in audit_model.modules())  # eval mode everywhere
+    assert audit_device == torch.device("cpu")
+    assert all(p.device == audit_device for p in audit_model.parameters())
+    {extra}
+"""
+
+
+def _model_project(pytester, extra="pass", cls="Sequential"):
+    pytester.makepyfile(mymodels=FACTORY)
+    pytester.syspathinsert()
+    pytester.makepyfile(test_model=CHECK_MODEL.format(extra=extra, cls=cls))
+
+
+def _tiny():
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU())
+
+
+@pytest.mark.parametrize("spec", ["mymodels:tiny", "mymodels:INSTANCE"])
+def test_model_from_an_importable_factory(pytester, spec):
+    _model_project(pytester)
+    pytester.runpytest_inprocess(
+        f"--audit-model={spec}", "--audit-report-dir=none"
+    ).assert_outcomes(passed=1)
+
+
+def test_model_from_the_ini_file(pytester):
+    _model_project(pytester)
+    pytester.makeini("[pytest]\naudit_model = mymodels:tiny\naudit_device = cpu\n")
+    pytester.runpytest_inprocess("--audit-report-dir=none").assert_outcomes(passed=1)
+
+
+def test_model_from_a_weights_file(pytester):
+    _model_project(pytester, extra="assert (audit_model[0].weight == 0.25).all()")
+    state = _tiny().state_dict()
+    state["0.weight"].fill_(0.25)
+    torch.save(state, pytester.path / "weights.pt")
+    result = pytester.runpytest_inprocess(
+        "--audit-model=weights.pt", "--audit-arch=mymodels:tiny", "--audit-report-dir=none"
+    )
+    result.assert_outcomes(passed=1)
+    # a self-describing file names its architecture itself
+    torch.save({"arch": "mymodels:tiny", "state_dict": state}, pytester.path / "model.pth")
+    pytester.runpytest_inprocess(
+        "--audit-model=model.pth", "--audit-report-dir=none"
+    ).assert_outcomes(passed=1)
+
+
+def test_model_from_the_zoo(pytester):
+    _model_project(pytester, cls="MobileNetV3")
+    result = pytester.runpytest_inprocess(
+        "--audit-model=mobilenet_v3_small", "--audit-report-dir=none"
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["modelaudit: model=mobilenet_v3_small, device=cpu, report=None"])
+
+
+@pytest.mark.parametrize(
+    ("args", "setup", "message"),
+    [
+        (
+            [],
+            None,
+            "*no model under audit: pass --audit-model=NAME*override the audit_model fixture*",
+        ),
+        (
+            ["--audit-model=full.pt"],
+            "pickle",
+            "*cannot load *full.pt with torch.load(weights_only=True)*",
+        ),
+        (
+            ["--audit-model=weights.pt"],
+            "weights",
+            "*weights.pt holds weights only; *--audit-arch=NAME*",
+        ),
+        (
+            ["--audit-model=weights.pt", "--audit-arch=mymodels:other"],
+            "weights",
+            "*'mymodels' has no attribute 'other'*",
+        ),
+        (["--audit-model=mymodels:NOT_A_MODEL"], None, "*returned int, not a torch.nn.Module*"),
+        (["--audit-model=nosuchpkg.mod:make"], None, "*cannot import module 'nosuchpkg.mod'*"),
+        (["--audit-model=missing.pt"], None, "*weights file *missing.pt does not exist*"),
+        (["--audit-model=resnet81"], None, "*'resnet81' is not a zoo model*closest first*"),
+        (
+            ["--audit-model=weights.pt", "--audit-arch=torch.nn:Identity"],
+            "weights",
+            "*do not fit architecture 'torch.nn:Identity'*",
+        ),
+    ],
+)
+def test_model_errors_say_what_to_do(pytester, args, setup, message):
+    _model_project(pytester)
+    if setup == "pickle":
+        torch.save(_tiny(), pytester.path / "full.pt")  # a whole pickled module
+    elif setup == "weights":
+        torch.save(_tiny().state_dict(), pytester.path / "weights.pt")
+    result = pytester.runpytest_inprocess(*args, "--audit-report-dir=none")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([message])
+
+
+HOOK_TESTS = """
+import torch
+from torch import nn
+
+NET = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
+OWN = NET[1].register_forward_hook(lambda m, i, o: None)  # the model's own hook is allowed
+
+def test_raises_inside_capture(audit_capture):
+    with audit_capture(NET, "0") as rec:
+        NET(torch.zeros(1, 1, 5, 5))
+        raise RuntimeError("failure inside the capture block")
+
+def test_leaks_a_hook(audit_capture):
+    audit_capture.watch(NET)
+    NET[0].register_forward_hook(lambda m, i, o: None)
+
+def test_clean_use(audit_capture):
+    with audit_capture(NET, "0") as rec:
+        NET(torch.zeros(1, 1, 5, 5))
+
+def test_zz_only_the_own_hook_is_left():
+    counts = [len(getattr(m, attr)) for m in NET.modules()
+              for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
+                           "_backward_pre_hooks")]
+    assert sum(counts) == 1 and list(NET[1]._forward_hooks) == [OWN.id]
+"""
+
+
+def test_capture_fixture_fails_on_hooks_left_behind(pytester):
+    pytester.makepyfile(test_hooks=HOOK_TESTS)
+    result = pytester.runpytest_inprocess("--audit-report-dir=none")
+    # test_leaks_a_hook passes its call phase, then errors at teardown
+    result.assert_outcomes(passed=3, failed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_leaks_a_hook*",
+            "audit_capture: 1 hook(s) left on the model: '0': forward x1 (*<lambda>). "
+            "They have been removed now*",
+            "*RuntimeError: failure inside the capture block",
+        ]
+    )
+    assert "test_raises_inside_capture" not in "".join(
+        line for line in result.stdout.lines if "ERROR at teardown" in line
+    )
+
+
+def test_audit_model_is_watched_by_the_capture_fixture(pytester):
+    _model_project(pytester)
+    pytester.makepyfile(
+        test_leak="""
+        def test_leak(audit_model, audit_capture):
+            audit_model[0].register_forward_pre_hook(lambda m, a: None)
+
+        def test_after(audit_model):
+            assert not audit_model[0]._forward_pre_hooks
+        """
+    )
+    result = pytester.runpytest_inprocess(
+        "--audit-model=mymodels:tiny", "--audit-report-dir=none", "test_leak.py"
+    )
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*'0': forward_pre x1*"])
+
+
+def test_ci_profile_is_loaded_when_CI_is_set(pytester, monkeypatch):
+    previous = settings.get_current_profile_name()
+    pytester.makepyfile(
+        test_profile="""
+        import os
+        from hypothesis import settings
+
+        def test_profile():
+            wanted = os.environ["WANTED_PROFILE"]
+            assert settings.get_current_profile_name() == wanted
+            if wanted == "ci":
+                assert settings().derandomize and settings().deadline is None
+                assert settings().database is None
+        """
+    )
+    try:
+        for ci, chosen, wanted in (
+            (None, "default", "default"),
+            ("true", "default", "ci"),
+            ("true", "mine", "mine"),
+        ):
+            settings.register_profile("mine", max_examples=3)
+            settings.load_profile(chosen)  # "mine": as if a conftest had chosen a profile
+            monkeypatch.setenv("WANTED_PROFILE", wanted)
+            if ci is None:
+                monkeypatch.delenv("CI", raising=False)
+            else:
+                monkeypatch.setenv("CI", ci)
+            pytester.runpytest_inprocess("--audit-report-dir=none").assert_outcomes(passed=1)
+    finally:
+        settings.load_profile(previous)
+
+
+def test_torch_rng_is_seeded_from_hypothesis(pytester):
+    # forget any earlier registration, so only the inner session can have registered it
+    for key, value in list(RANDOMS_TO_MANAGE.items()):
+        if value is plugin._TORCH_RANDOM:
+            del RANDOMS_TO_MANAGE[key]
+    pytester.makepyfile(
+        test_seeded="""
+        import torch
+        from hypothesis import given, settings, strategies as st
+
+        SEEN = []
+
+        @settings(max_examples=5, database=None)
+        @given(st.integers(0, 3))
+        def test_draws(x):
+            SEEN.append(torch.rand(3))
+
+        def test_every_example_replays_the_same_stream():
+            first = torch.rand(3, generator=torch.Generator().manual_seed(0))
+            assert len(SEEN) >= 2 and all(torch.equal(s, first) for s in SEEN)
+        """
+    )
+    state = torch.get_rng_state()
+    try:
+        pytester.runpytest_inprocess("--audit-report-dir=none").assert_outcomes(passed=2)
+        assert any(v is plugin._TORCH_RANDOM for v in RANDOMS_TO_MANAGE.values())
+        assert torch.equal(torch.get_rng_state(), state)  # restored after each example
+    finally:
+        plugin.register_torch_random()
+
+
+def test_device_resolution(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert plugin._resolve_device("auto") == torch.device("cpu")
+    assert plugin._resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(pytest.UsageError, match=r"cuda:1 but torch.cuda.is_available\(\) is False"):
+        plugin._resolve_device("cuda:1")
+    with pytest.raises(pytest.UsageError, match="'gpu0' is not a torch device"):
+        plugin._resolve_device("gpu0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert plugin._resolve_device("auto") == torch.device("cuda")

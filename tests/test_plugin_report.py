@@ -1,0 +1,198 @@
+"""The run's HTML report and JSON export through pytester, in-process and under xdist."""
+
+import base64
+import json
+from html.parser import HTMLParser
+
+import hypothesis  # noqa: F401  (imported once here, not again inside every in-process run)
+import imageio.v3 as iio
+import numpy as np
+import torch
+
+from modelaudit.report.overlay import overlay
+
+AUDITED = """
+import torch
+from modelaudit.errors import AuditFailure
+from modelaudit.records import AuditRecord, SampleViews, emit
+
+def views(n, seed):
+    gen = torch.Generator().manual_seed(seed)
+    return SampleViews(images=torch.rand(n, 3, 12, 12, generator=gen),
+                       maps=torch.rand(n, 12, 12, generator=gen),
+                       boxes=torch.tensor([[1, 2, 9, 10]] * n))
+
+def test_passes(audit):
+    emit(AuditRecord(check="pointing_game", passed=True, values=[1.0, 1.0], bound=0.5,
+                     direction="at_least", obtained=1.0, samples=views(2, 0)))
+    audit.metric("iou", 0.5)
+
+def test_fails():
+    record = AuditRecord(check="mass_in_box", passed=False, values=[0.9, 0.1, 0.8],
+                         bound=0.5, direction="at_least", obtained=0.1, failing=[1],
+                         samples=views(3, 1))
+    emit(record)
+    raise AuditFailure("mass in box < 0.5 for sample 1", record)
+
+def test_not_audited():
+    pass
+
+def test_plain_pass():
+    emit(AuditRecord(check="iou_plain", passed=True, values=[0.9], bound=0.5,
+                     direction="at_least", obtained=0.9))
+"""
+
+
+class Page(HTMLParser):
+    VOID = frozenset({"meta", "img", "br", "hr", "input", "link"})
+
+    def __init__(self, text):
+        super().__init__()
+        self.stack, self.errors, self.images, self.ids = [], [], [], []
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs)
+        if tag == "section":
+            self.ids.append(attrs.get("class"))
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if self.stack and self.stack[-1] == tag:
+            self.stack.pop()
+        else:
+            self.errors.append(tag)
+
+
+def _png(src):
+    return iio.imread(base64.b64decode(src.split(",", 1)[1]))
+
+
+def test_report_shows_every_recorded_sample(pytester):
+    pytester.makepyfile(test_audited=AUDITED)
+    result = pytester.runpytest_inprocess()
+    result.assert_outcomes(passed=3, failed=1)
+    report = pytester.path / "audit-report" / "report.html"
+    result.stdout.fnmatch_lines(
+        [f"modelaudit report: {report}", f"modelaudit records: {report.with_name('records.json')}"]
+    )
+    page = Page(report.read_text())
+    assert page.errors == [] and page.stack == []
+    # failing test first; tests that neither used modelaudit nor emitted records left out
+    assert page.ids == ["test failed", "test ", "test "]
+    overlays = [i for i in page.images if i["alt"].startswith("overlay")]
+    assert len(overlays) == 3 + 2  # one per recorded sample
+    gen = torch.Generator().manual_seed(1)
+    images, maps = torch.rand(3, 3, 12, 12, generator=gen), torch.rand(3, 12, 12, generator=gen)
+    for k in range(3):
+        expected = overlay(images[k], maps[k], box=(1, 2, 9, 10))
+        assert np.array_equal(_png(overlays[k]["src"]), expected)
+    doc = json.loads(report.with_name("records.json").read_text())
+    tests = {t["nodeid"]: t for t in doc["tests"]}
+    assert sorted(tests) == [
+        "test_audited.py::test_fails",
+        "test_audited.py::test_passes",
+        "test_audited.py::test_plain_pass",
+    ]
+    assert tests["test_audited.py::test_fails"]["outcome"] == "failed"
+    assert "mass in box < 0.5" in tests["test_audited.py::test_fails"]["message"]
+    assert tests["test_audited.py::test_fails"]["records"][0]["failing"] == [1]
+    assert tests["test_audited.py::test_passes"]["metrics"][0]["value"] == 0.5
+    # the summary table lists checks with their bounds, for audited or failed tests only
+    result.stdout.fnmatch_lines(["  mass_in_box*0.1*>= 0.5*-0.4*FAIL"])
+    assert "iou_plain" not in result.stdout.str()
+
+
+def test_settings_point_assertions_at_a_per_test_directory(pytester):
+    pytester.makepyfile(
+        """
+        from modelaudit.settings import current_settings
+
+        def test_dirs(audit, audit_device, tmp_path):
+            folder = current_settings().report_dir
+            assert folder.parent.name == "tests" and folder.parent.parent.name == "rep"
+            assert "test_dirs" in folder.name
+            assert current_settings().tolerance == 0.125
+            assert str(current_settings().device) == str(audit_device) == "cpu"
+            audit.attach("probe", [[0.0, 1.0]])
+            assert (folder / "probe.png").is_file()
+        """
+    )
+    stale = pytester.path / "rep" / "tests"
+    pytester.runpytest_inprocess(
+        "--audit-report-dir=rep", "--audit-tolerance=0.125"
+    ).assert_outcomes(passed=1)
+    (folder,) = stale.iterdir()
+    (folder / "old.png").write_bytes(b"stale")
+    pytester.runpytest_inprocess(
+        "--audit-report-dir=rep", "--audit-tolerance=0.125"
+    ).assert_outcomes(passed=1)
+    assert sorted(p.name for p in folder.iterdir()) == ["probe.png"]  # stale files removed
+
+
+def test_setup_errors_are_reported(pytester):
+    pytester.makepyfile("def test_needs_model(audit_model):\n    pass\n")
+    pytester.runpytest_inprocess().assert_outcomes(errors=1)
+    doc = json.loads((pytester.path / "audit-report" / "records.json").read_text())
+    (test,) = doc["tests"]
+    assert test["outcome"] == "error" and "no model under audit" in test["message"]
+
+
+XDIST_TEST = """
+import os
+
+def test_{name}_a(audit):
+    audit.metric("worker", int(os.environ["PYTEST_XDIST_WORKER"][2:]))
+    audit.metric("score", {score})
+
+def test_{name}_b(audit):
+    audit.metric("score", {score} + 0.5)
+"""
+
+
+def test_xdist_workers_report_to_one_writer(pytester):
+    pytester.makepyfile(
+        test_one=XDIST_TEST.format(name="one", score=0.25),
+        test_two=XDIST_TEST.format(name="two", score=0.75),
+    )
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--dist=loadfile", "--audit-baseline=b.json", "--audit-update-baseline"
+    )
+    result.assert_outcomes(passed=4)
+    written = [line for line in result.stdout.lines if "baseline updated" in line]
+    assert written == [
+        f"modelaudit: baseline updated: {pytester.path / 'b.json'} (6 metrics written)"
+    ]
+    stored = {
+        k: v["value"]
+        for k, v in json.loads((pytester.path / "b.json").read_text())["metrics"].items()
+    }
+    workers = {
+        stored.pop("test_one.py::test_one_a::worker"),
+        stored.pop("test_two.py::test_two_a::worker"),
+    }
+    assert workers == {0, 1}  # both workers measured, the controller alone wrote the file
+    assert stored == {
+        "test_one.py::test_one_a::score": 0.25,
+        "test_one.py::test_one_b::score": 0.75,
+        "test_two.py::test_two_a::score": 0.75,
+        "test_two.py::test_two_b::score": 1.25,
+    }
+    doc = json.loads((pytester.path / "audit-report" / "records.json").read_text())
+    assert [t["nodeid"] for t in doc["tests"]] == [
+        "test_one.py::test_one_a",
+        "test_one.py::test_one_b",
+        "test_two.py::test_two_a",
+        "test_two.py::test_two_b",
+    ]
+    page = Page((pytester.path / "audit-report" / "report.html").read_text())
+    assert page.errors == [] and len(page.ids) == 4
+    assert [p.name for p in pytester.path.iterdir() if p.name.startswith(".b.json")] == []
+    # the written baseline gates the next run (in-process here: xdist was proven above)
+    pytester.runpytest_inprocess(
+        "--audit-baseline=b.json", "--audit-report-dir=none", "-p", "no:xdist", "-k", "not _a"
+    ).assert_outcomes(passed=2)
