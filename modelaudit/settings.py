@@ -5,10 +5,11 @@ restored exactly when a :func:`use_settings` block exits.
 
 Example:
     >>> from modelaudit.settings import current_settings, use_settings
-    >>> with use_settings(report_dir="audit-report"):
+    >>> before = current_settings()
+    >>> with use_settings(report_dir="my-report"):
     ...     str(current_settings().report_dir)
-    'audit-report'
-    >>> current_settings().report_dir is None
+    'my-report'
+    >>> current_settings() == before
     True
 """
 
