@@ -1,3 +1,43 @@
-"""modelaudit.zoo (being built)."""
+"""The zoo: synthetic shape images with ground-truth boxes, and models to audit.
 
-__all__: list[str] = []
+Use it as ``from modelaudit import zoo`` (the top-level package does not re-export it).
+
+Example:
+    >>> from modelaudit import zoo
+    >>> data = zoo.audit_data(4)
+    >>> model = zoo.load_model("shapes-cnn")
+    >>> model(data.images).shape
+    torch.Size([4, 4])
+"""
+
+from modelaudit.zoo.data import (
+    AUDIT_SEED,
+    CLASS_NAMES,
+    WATERMARK_COLORS,
+    ShapesData,
+    WatermarkMode,
+    audit_data,
+    shapes_data,
+)
+from modelaudit.zoo.models import (
+    WEIGHTS_DIR,
+    ShapesCNN,
+    available_models,
+    load_model,
+    model_info,
+)
+
+__all__ = [
+    "AUDIT_SEED",
+    "CLASS_NAMES",
+    "WATERMARK_COLORS",
+    "WEIGHTS_DIR",
+    "ShapesCNN",
+    "ShapesData",
+    "WatermarkMode",
+    "audit_data",
+    "available_models",
+    "load_model",
+    "model_info",
+    "shapes_data",
+]
