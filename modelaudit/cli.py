@@ -1,9 +1,626 @@
-"""The ``modelaudit`` command line (being built)."""
+"""The ``modelaudit`` command line: ``layers``, ``explain`` and ``init``.
+
+::
+
+    modelaudit layers shapes-cnn                      # layer names and feature-map shapes
+    modelaudit explain shapes-cnn cat.png --method gradcam++ --layer features.8 -o out.png
+    modelaudit init mypkg.models:build_model          # a starter audits/ folder
+
+A MODEL is what ``pytest --audit-model`` takes: a zoo name (``shapes-cnn``, ``resnet18``...,
+see :func:`modelaudit.zoo.available_models`), an importable ``pkg.module:factory`` (called
+without arguments), or a ``.pt``/``.pth`` state_dict together with ``--arch``. Progress goes
+to stderr, results to stdout; an error is one line on stderr and exit status 1 (2 for bad
+command-line usage). ``--debug`` shows the traceback instead.
+
+Example:
+    >>> from modelaudit.cli import main
+    >>> main(["layers", "modelaudit.zoo:ShapesCNN", "--size", "32", "--depth", "1", "-q"])
+    layer     type               output shape   params
+    features  Sequential         (1, 64, 8, 8)  60,688  <- default CAM layer
+    pool      AdaptiveAvgPool2d  (1, 64, 1, 1)       0
+    fc        Linear             (1, 4)            260
+    0
+"""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``modelaudit`` console script."""
-    print("modelaudit: the command line is being built")
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
+
+__all__ = ["LayerRow", "build_parser", "layer_rows", "main"]
+
+PROG = "modelaudit"
+
+
+class CLIError(Exception):
+    """A problem to report as one line (bad file, bad option value...)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line, with a pointer to ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+class _Progress:
+    """Progress messages on stderr (silenced with ``--quiet``)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of pixels") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a size must be at least 1 pixel, got {value}")
+    return value
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        help="zoo name (shapes-cnn, resnet18, ...), pkg.module:factory, or a .pt/.pth "
+        "state_dict (with --arch)",
+    )
+    p.add_argument(
+        "--arch", metavar="SPEC", help="architecture for a weights file (zoo name or factory)"
+    )
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
+
+
+def _size_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--size",
+        nargs="+",
+        type=_size,
+        metavar="PX",
+        help=f"{what}: H [W] in pixels (default: the zoo model's input size, else 64 for "
+        "zoo models and 224 for others)",
+    )
+    p.add_argument("--channels", type=_size, default=3, help="input channels (default: 3)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``modelaudit`` command (one sub-parser per command).
+
+    Example:
+        >>> build_parser().parse_args(["layers", "resnet18", "--size", "96"]).size
+        [96]
+    """
+    parser = _Parser(
+        prog=PROG,
+        description="pytest for what a vision model looks at: inspect layers, explain an "
+        "image, start an audit suite.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    common = _Parser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    layers = sub.add_parser(
+        "layers",
+        parents=[common],
+        help="list layer names with their feature-map shapes (the names layer= takes)",
+        description="Run one forward pass on zeros and print every layer's qualified name "
+        "(what layer= takes), type, output shape and parameter count. The default layer of "
+        "Grad-CAM & co is marked.",
+    )
+    _model_args(layers)
+    _size_args(layers, "input size")
+    layers.add_argument(
+        "--batch", type=_size, default=1, help="batch size of the probe input (default: 1)"
+    )
+    layers.add_argument(
+        "--depth", type=_size, help="show layers nested at most this deep (default: all)"
+    )
+
+    explain = sub.add_parser(
+        "explain",
+        parents=[common],
+        help="explain one image: write a heat-map overlay PNG",
+        description="Explain why MODEL predicts what it predicts for IMAGE and write the "
+        "heat map blended over the image as a PNG (the renderer of the audit report).",
+    )
+    _model_args(explain)
+    explain.add_argument("image", metavar="IMAGE", help="the image file (PNG, JPEG...)")
+    explain.add_argument(
+        "-o", "--output", metavar="PNG", help="output file (default: <image>-<method>.png)"
+    )
+    explain.add_argument(
+        "-m",
+        "--method",
+        default="gradcam",
+        help="explanation method (default: gradcam; "
+        "e.g. gradcam++, layercam, scorecam, input_gradients)",
+    )
+    explain.add_argument(
+        "-l",
+        "--layer",
+        help="layer to explain (default: the zoo model's, else automatic; see `modelaudit layers`)",
+    )
+    explain.add_argument(
+        "-t", "--target", help="class index or zoo class name (default: the predicted class)"
+    )
+    _size_args(explain, "resize the image to")
+    explain.add_argument(
+        "--reshape", choices=("vit", "swin"), help="turn a transformer layer's tokens into a grid"
+    )
+    explain.add_argument("--mean", nargs=3, type=float, metavar="M", help="normalisation mean")
+    explain.add_argument("--std", nargs=3, type=float, metavar="S", help="normalisation std")
+    explain.add_argument("--alpha", type=float, default=0.5, help="heat-map opacity (0.5)")
+    explain.add_argument(
+        "--colormap", choices=("inferno", "viridis"), default="inferno", help="(inferno)"
+    )
+    explain.add_argument(
+        "--scale", type=_size, default=1, help="enlarge the PNG N times, pixels as blocks (1)"
+    )
+
+    init = sub.add_parser(
+        "init",
+        parents=[common],
+        help="write a starter audits/ folder for your own model",
+        description="Write pytest.ini, conftest.py and starter audits for FACTORY into "
+        "DIR. The model is built once to find its layers and classes. Structural audits "
+        "(shapes, gradients, hooks) run at once; attention audits wait for your labelled "
+        "images (fill in `labelled_batch` in conftest.py).",
+    )
+    init.add_argument(
+        "factory", metavar="FACTORY", help="pkg.module:factory building your model (no arguments)"
+    )
+    init.add_argument("--dir", default="audits", help="folder to create (default: audits)")
+    _size_args(init, "input size of the audits")
+    init.add_argument("-l", "--layer", help="layer to explain (default: automatic)")
+    init.add_argument("--force", action="store_true", help="overwrite existing files")
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("modelaudit")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "unknown"
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def _zoo_info(spec: str) -> dict[str, Any] | None:
+    from modelaudit import zoo
+
+    return zoo.model_info(spec) if spec in zoo.available_models() else None
+
+
+def _load(spec: str, arch: str | None, device: str | torch.device, say: _Progress) -> nn.Module:
+    from modelaudit.loading import load_model_spec
+
+    say(f"loading {spec} ...")
+    return load_model_spec(spec, device=device, arch=arch)
+
+
+def _hw(size: list[int] | None, info: dict[str, Any] | None) -> tuple[int, int]:
+    if size is not None:
+        if len(size) > 2:
+            raise CLIError(f"--size takes H or H W, got {len(size)} numbers")
+        return (size[0], size[-1])
+    if info is not None and info.get("input_size"):
+        h, w = info["input_size"]
+        return int(h), int(w)
+    return (64, 64) if info is not None else (224, 224)
+
+
+def _zeros(model: nn.Module, shape: Sequence[int]) -> torch.Tensor:
+    """Zeros of ``shape`` with the dtype and device of the model's first parameter."""
+    import torch
+
+    ref = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if ref is None:
+        return torch.zeros(tuple(shape))
+    return torch.zeros(tuple(shape), dtype=ref.dtype, device=ref.device)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    return text or type(exc).__name__
+
+
+# --------------------------------------------------------------------------- layers
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerRow:
+    """One line of ``modelaudit layers``: a module, what it returned and its size."""
+
+    name: str
+    type: str
+    shape: str
+    params: int
+    calls: int
+    depth: int
+
+
+def _fmt_shape(value: Any) -> str:
+    import torch
+
+    if isinstance(value, torch.Size):
+        return "(" + ", ".join(str(s) for s in value) + ")"
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_fmt_shape(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_fmt_shape(v)}" for k, v in value.items()) + "}"
+    return type(value).__name__
+
+
+def layer_rows(model: nn.Module, input_shape: Sequence[int]) -> list[LayerRow]:
+    """Every named module with its output shape for zeros of ``input_shape``, in model order.
+
+    One forward pass under ``torch.no_grad()`` in eval mode (the model's state is restored,
+    no hook is left). A module that never ran gets the shape ``"-"`` and ``calls == 0``; one
+    that ran several times reports its last call.
+
+    Example:
+        >>> import torch.nn as nn
+        >>> net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU())
+        >>> [(r.name, r.shape, r.params) for r in layer_rows(net, (1, 3, 9, 9))]
+        [('0', '(1, 8, 4, 4)', 224), ('1', '(1, 8, 4, 4)', 0)]
+    """
+    import torch
+
+    from modelaudit.capture import capture, preserved_state
+
+    x = _zeros(model, input_shape)
+    names = [n for n, _ in model.named_modules() if n]
+    if not names:
+        raise CLIError(f"{type(model).__name__} has no submodules to list")
+    with (
+        preserved_state(model, eval_mode=True),
+        torch.no_grad(),
+        capture(model, names, reduce=lambda t: t.shape, strict=False) as cap,
+    ):
+        model(x)
+    modules = dict(model.named_modules())
+    return [
+        LayerRow(
+            name=n,
+            type=type(modules[n]).__name__,
+            shape=_fmt_shape(cap.outputs[n]) if n in cap.outputs else "-",
+            params=sum(p.numel() for p in modules[n].parameters()),
+            calls=cap.calls.get(n, 0),
+            depth=n.count(".") + 1,
+        )
+        for n in names
+    ]
+
+
+def _default_layer(model: nn.Module, input_shape: tuple[int, ...]) -> str | None:
+    from modelaudit.errors import LayerNotFoundError
+    from modelaudit.explain.layer_choice import default_layer
+
+    try:
+        return default_layer(model, _zeros(model, input_shape))
+    except LayerNotFoundError:
+        return None
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for r in [header, *rows]:
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def _cmd_layers(args: argparse.Namespace, say: _Progress) -> int:
+    info = _zoo_info(args.model)
+    model = _load(args.model, args.arch, args.device, say)
+    h, w = _hw(args.size, info)
+    shape = (args.batch, args.channels, h, w)
+    say(f"running one forward pass on zeros of shape {shape} ...")
+    rows = layer_rows(model, shape)
+    default = _default_layer(model, shape)
+    documented = info.get("gradcam_layer") if info else None
+    shown = [r for r in rows if args.depth is None or r.depth <= args.depth]
+    cells = []
+    for r in shown:
+        note = []
+        if r.calls > 1:
+            note.append(f"runs {r.calls}x per forward")
+        if r.calls == 0:
+            note.append("did not run")
+        if r.name == default:
+            note.append("<- default CAM layer")
+        if r.name == documented and documented != default:
+            note.append("<- zoo's Grad-CAM layer")
+        cells.append(
+            ["  " * (r.depth - 1) + r.name, r.type, r.shape, f"{r.params:,}", " ".join(note)]
+        )
+    for line in _table(("layer", "type", "output shape", "params", ""), cells, right={3}):
+        print(line)
+    total = sum(p.numel() for p in model.parameters())
+    say(f"{type(model).__name__}: {len(rows)} layers, {total:,} parameters, input {shape}")
+    if default is None:
+        say("no default CAM layer (no 4-D feature map): pass layer= and, for tokens, reshape=")
     return 0
+
+
+# --------------------------------------------------------------------------- explain
+
+
+def _read_image(path: Path, channels: int, size: tuple[int, int] | None) -> np.ndarray:
+    """An image file as float (C, H, W) in [0, 1], with ``channels`` channels, maybe resized."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    if not path.is_file():
+        raise CLIError(f"image file {path} does not exist")
+    try:
+        with warnings.catch_warnings():  # imageio's legacy plugins warn while guessing
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pixels = np.asarray(iio.imread(path))
+    except Exception as exc:
+        raise CLIError(f"cannot read image {path}: {_one_line(exc)}") from exc
+    if pixels.ndim == 3 and pixels.shape[0] > 1 and pixels.shape[-1] > 4:
+        pixels = pixels[0]  # the first frame of an animation
+    if np.issubdtype(pixels.dtype, np.integer):
+        arr = pixels.astype(np.float64) / float(np.iinfo(pixels.dtype).max)
+    elif pixels.dtype == bool:
+        arr = pixels.astype(np.float64)
+    else:
+        arr = np.clip(pixels.astype(np.float64), 0.0, 1.0)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3:
+        raise CLIError(f"{path} is not a 2-D image (pixel array of shape {pixels.shape})")
+    if arr.shape[-1] in (2, 4):
+        arr = arr[..., :-1]  # drop alpha
+    have = arr.shape[-1]
+    if have != channels:
+        if have == 1:
+            arr = np.repeat(arr, channels, axis=-1)
+        elif channels == 1:
+            arr = arr.mean(axis=-1, keepdims=True)
+        else:
+            raise CLIError(f"{path} has {have} channels; the model takes {channels}")
+    if size is not None and arr.shape[:2] != size:
+        from skimage.transform import resize
+
+        arr = resize(arr, size, order=1, anti_aliasing=True)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)
+
+
+def _target(text: str | None, info: dict[str, Any] | None, classes: int) -> int | None:
+    if text is None:
+        return None
+    names = list(info["class_names"]) if info else []
+    if text.lstrip("-").isdigit():
+        index = int(text)
+    elif text in names:
+        index = names.index(text)
+    else:
+        known = f"; class names: {', '.join(names)}" if names else ""
+        raise CLIError(f"--target {text!r} is not a class index{known}")
+    if not 0 <= index < classes:
+        raise CLIError(f"--target {index} is out of range: the model has {classes} classes")
+    return index
+
+
+def _class_name(index: int, info: dict[str, Any] | None) -> str:
+    names = info["class_names"] if info else []
+    return f"{index} ({names[index]})" if index < len(names) else str(index)
+
+
+def _cmd_explain(args: argparse.Namespace, say: _Progress) -> int:
+    import torch
+
+    from modelaudit.explain import get_method, guided_backprop, input_gradients, swin_reshape
+    from modelaudit.explain import vit_reshape as vit
+    from modelaudit.loading import resolve_device
+    from modelaudit.report.overlay import overlay, save_png
+
+    method = get_method(args.method)  # unknown names fail before the model loads
+    if not 0.0 <= args.alpha <= 1.0:
+        raise CLIError(f"--alpha must be in [0, 1], got {args.alpha}")
+    image_path = Path(args.image)
+    out = Path(args.output or f"{image_path.stem}-{args.method.replace('+', 'p')}.png")
+    if out.resolve() == image_path.resolve():
+        raise CLIError(f"--output {out} would overwrite the input image; choose another file")
+    info = _zoo_info(args.model)
+    fixed = args.size is not None or bool(info and info.get("input_size"))
+    image = _read_image(image_path, args.channels, _hw(args.size, info) if fixed else None)
+    device = resolve_device(args.device)
+    model = _load(args.model, args.arch, device, say)
+
+    x = torch.from_numpy(image)[None].to(device)
+    if args.mean is not None or args.std is not None:
+        mean = torch.tensor(args.mean or [0.0] * 3).view(1, 3, 1, 1).to(x)
+        std = torch.tensor(args.std or [1.0] * 3).view(1, 3, 1, 1).to(x)
+        if args.channels != 3:
+            raise CLIError("--mean/--std take 3 values, for 3-channel images")
+        if (std <= 0).any():
+            raise CLIError("--std values must be positive")
+        x = (x - mean) / std
+    pixel_method = method in (input_gradients, guided_backprop)
+    layer = args.layer
+    if layer is None and info is not None and not pixel_method:
+        layer = info.get("gradcam_layer")
+    reshape = {"vit": vit, "swin": swin_reshape, None: None}[args.reshape]
+    if reshape is None and info is not None and info.get("tokens") and not pixel_method:
+        reshape = vit
+    options: dict[str, Any] = {} if reshape is None else {"reshape": reshape}
+
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    except Exception as exc:
+        raise CLIError(
+            f"the model fails on the image as a tensor of shape {tuple(x.shape)}: "
+            f"{_one_line(exc)}; pass --size H W (and --channels) to resize it"
+        ) from exc
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise CLIError(f"the model returned {got}; expected (1, classes) logits")
+    probs = logits.float().softmax(dim=1)[0]
+    predicted = int(probs.argmax())
+    target = _target(args.target, info, logits.shape[1])
+    chosen = predicted if target is None else target
+    say(
+        f"explaining class {_class_name(chosen, info)} with {args.method}"
+        + (f" at layer {layer}" if layer else "")
+        + " ..."
+    )
+    maps = method(model, x, chosen, layer, **options)
+    picture = overlay(image, maps[0], alpha=args.alpha, colormap=args.colormap)
+    if args.scale > 1:
+        picture = picture.repeat(args.scale, axis=0).repeat(args.scale, axis=1)
+    save_png(picture, out)
+    print(
+        f"{out}: {args.method} of class {_class_name(chosen, info)} "
+        f"(p={float(probs[chosen]):.3f}); predicted {_class_name(predicted, info)} "
+        f"(p={float(probs[predicted]):.3f})"
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- init
+
+
+def _cmd_init(args: argparse.Namespace, say: _Progress) -> int:
+    import re
+
+    import torch
+
+    from modelaudit._starter import FILE_NAMES, starter_files
+
+    if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", args.factory):
+        raise CLIError(
+            f"FACTORY must look like pkg.module:function, got {args.factory!r} (a zoo model "
+            "needs no init: `pytest audits/ --audit-model NAME`)"
+        )
+    folder = Path(args.dir)
+    existing = [name for name in FILE_NAMES if (folder / name).exists()]
+    if existing and not args.force:
+        raise CLIError(
+            f"{folder} already has {', '.join(existing)}; pass --force to overwrite them, or "
+            "choose another --dir"
+        )
+    sys.path.insert(0, str(Path.cwd()))  # the factory's package usually sits here
+    try:
+        model = _load(args.factory, None, "cpu", say)
+    finally:
+        sys.path.pop(0)
+    h, w = _hw(args.size, None)
+    shape = (1, args.channels, h, w)
+    say(f"probing the model with zeros of shape {shape} ...")
+    try:
+        with torch.no_grad():
+            logits = model(_zeros(model, shape))
+    except Exception as exc:
+        raise CLIError(
+            f"the model fails on an input of shape {shape} ({_one_line(exc)}); pass --size "
+            "and --channels"
+        ) from exc
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise CLIError(f"the model returned {got}; the audits expect (N, classes) logits")
+    if args.layer is not None:
+        from modelaudit.capture import resolve_layer
+
+        layer = resolve_layer(model, args.layer)[0]
+    else:
+        found = _default_layer(model, shape)
+        if found is None:
+            raise CLIError(
+                "no convolutional feature map found to explain; pass --layer (see "
+                f"`modelaudit layers {args.factory}`)"
+            )
+        layer = found
+    try:  # does it take other sizes? (the shape audit draws sides within +-25%)
+        with torch.no_grad():
+            model(_zeros(model, (1, args.channels, h * 5 // 4, w * 3 // 4)))
+        any_size = True
+    except Exception:
+        any_size = False
+    files = starter_files(
+        args.factory,
+        layer=layer,
+        input_size=(args.channels, h, w),
+        classes=logits.shape[1],
+        any_size=any_size,
+        folder=str(folder),
+        project=Path(os.path.relpath(Path.cwd(), folder.resolve())).as_posix(),
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+        print(folder / name)
+    say(f"layer {layer}, {logits.shape[1]} classes, input {shape}; next: `pytest {folder}`")
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+
+_COMMANDS = {"layers": _cmd_layers, "explain": _cmd_explain, "init": _cmd_init}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``modelaudit`` command; return the exit status (0 ok, 1 error, 2 usage).
+
+    Example:
+        >>> main(["--version"])
+        modelaudit 0.1.0
+        0
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(None if argv is None else list(argv))
+    except SystemExit as exc:  # --help, --version, usage errors
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    say = _Progress(args.quiet)
+    try:
+        return _COMMANDS[args.command](args, say)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        from modelaudit.errors import ModelAuditError
+
+        known = isinstance(exc, CLIError | ModelAuditError | OSError)
+        prefix = "" if known else f"{type(exc).__name__}: "
+        hint = "" if known else " (run with --debug for the traceback)"
+        print(f"{PROG} {args.command}: error: {prefix}{_one_line(exc)}{hint}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

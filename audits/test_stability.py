@@ -1,0 +1,32 @@
+"""Stability: a little noise on the image must not move the heat map much.
+
+Noise of standard deviation 0.02 (2% of the pixel range, invisible to a person) is added
+four times; the change of a map is 1 - Spearman rank correlation with the original map
+(0: same ranking of pixels; 1: unrelated). Each image counts its largest change.
+"""
+
+import modelaudit as ma
+
+N = 32  # images
+MAX_CHANGE = 0.2  # largest change over the noise draws, for every image
+
+
+def test_map_is_stable_under_small_noise(audit_model, shapes, cam_layer, audit):
+    images, labels = shapes.images[:N], shapes.labels[:N]
+
+    def gradcam(model, batch):
+        return ma.gradcam(model, batch, target=labels, layer=cam_layer)
+
+    record = ma.assert_stable(
+        audit_model,
+        images,
+        gradcam,
+        perturbation="noise",
+        sigma=0.02,
+        repeats=4,
+        at_most=MAX_CHANGE,
+        method="gradcam",
+        layer=cam_layer,
+    )
+    mean_change = sum(record.values) / len(record.values)
+    audit.metric("map_change_noise", mean_change, direction="lower", tolerance=0.5)
