@@ -1,22 +1,19 @@
 """pytest plugin: options, fixtures, markers, baselines and the report, wired to the library.
 
-Loaded automatically through the ``pytest11`` entry point. It stays thin and lazy: torch
-and the rest of modelaudit are imported only when a test uses an ``audit*`` fixture or
-modelaudit itself, so a suite that never touches modelaudit pays nothing at collection.
+Loaded automatically through the ``pytest11`` entry point. It only wires pytest to the
+library: model loading is :mod:`modelaudit.loading`, the hook check is
+:mod:`modelaudit.capture.inventory`, the terminal table :mod:`modelaudit.report.summary`.
+The zoo (torchvision), baselines and report writers are imported only when a run uses them.
 
 Options (group "modelaudit"; each also an ini key with the same name in snake case):
 
 ``--audit-model SPEC``
-    The model under audit, one of: a zoo name (``shapes-cnn``, resolved with
-    ``modelaudit.zoo.load_model(name, device=...)``); an importable ``pkg.module:factory``
-    (called without arguments; a module-level ``nn.Module`` instance works too); or a
-    weights file ``*.pt`` / ``*.pth``. A weights file holds a ``state_dict`` (or a dict
-    ``{"state_dict": ..., "arch": "<zoo name or pkg.module:factory>"}``) and is read with
-    ``torch.load(..., weights_only=True)``, so it can never run code; the architecture
-    comes from ``--audit-arch`` or the file's ``"arch"`` string. A pickled model object is
-    not accepted (save ``model.state_dict()`` instead).
+    The model under audit: a zoo name (``shapes-cnn``), an importable
+    ``pkg.module:factory``, or a ``*.pt`` / ``*.pth`` state_dict read with
+    ``torch.load(..., weights_only=True)`` (see :mod:`modelaudit.loading`).
 ``--audit-arch SPEC``: architecture for a weights file (zoo name or factory).
-``--audit-device DEV``: ``cpu`` (default), ``cuda``, ``cuda:1``, ``mps`` or ``auto``.
+``--audit-device DEV``: ``cpu`` (default), ``cuda``, ``cuda:1``, ``mps`` or ``auto``
+    (:func:`modelaudit.loading.resolve_device`).
 ``--audit-report-dir DIR``: where the HTML report, the JSON export and overlay PNGs go
     (default ``audit-report/`` under the rootdir; ``none`` disables them).
 ``--audit-baseline FILE``: the baseline JSON (see :mod:`modelaudit.baseline`). Without
@@ -43,7 +40,6 @@ loaded unless another profile was chosen.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import math
 import os
@@ -57,14 +53,21 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from modelaudit.errors import ModelAuditError
+from modelaudit.loading import load_model_spec, resolve_device  # load_model_spec: re-exported
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
     from modelaudit.baseline import Baseline, Comparison
+    from modelaudit.capture.inventory import HookId
     from modelaudit.records import AuditRecord
     from modelaudit.report.entries import TestEntry
     from modelaudit.report.recorder import AuditRecorder
+
+    # a watched model, the hook counts it had (allowed) and its hook ids then
+    _Watched = tuple[nn.Module, dict[str, dict[str, int]], frozenset[HookId]]
 
 __all__ = ["load_model_spec", "register_torch_random"]
 
@@ -75,7 +78,6 @@ REPORT_JSON = "records.json"
 MAX_RECORDS_PER_TEST = 10
 _SESSION = "modelaudit-session"
 _WORKER_KEY = "modelaudit"
-_WEIGHT_SUFFIXES = (".pt", ".pth")
 _UPDATE_HINT = "re-run pytest with --audit-update-baseline (and commit the baseline file)"
 
 
@@ -323,186 +325,7 @@ def register_torch_random() -> None:
     register_random(_TORCH_RANDOM)
 
 
-# --------------------------------------------------------------------------- model loading
-
-
-def _import_object(spec: str) -> Any:
-    module_name, _, attr = spec.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise pytest.UsageError(
-            f"cannot import module {module_name!r} of model factory {spec!r}: {exc}"
-        ) from exc
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise pytest.UsageError(f"{module_name!r} has no attribute {attr!r} (from {spec!r})")
-        obj = getattr(obj, part)
-    return obj
-
-
-def _build(spec: str, device: Any) -> nn.Module:
-    from torch import nn
-
-    if re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", spec):
-        obj = _import_object(spec)
-        model = obj if isinstance(obj, nn.Module) else obj() if callable(obj) else obj
-        if not isinstance(model, nn.Module):
-            raise pytest.UsageError(
-                f"model factory {spec!r} returned {type(model).__name__}, not a torch.nn.Module"
-            )
-        return model.to(device)
-    from modelaudit.errors import InvalidInputError, ModelAuditError
-    from modelaudit.zoo import load_model
-
-    try:
-        return load_model(spec, device=device)
-    except InvalidInputError as exc:
-        raise pytest.UsageError(
-            f"{spec!r} is not a zoo model, an importable 'pkg.module:factory' or a .pt/.pth "
-            f"weights file: {exc}"
-        ) from exc
-    except ModelAuditError as exc:
-        raise pytest.UsageError(str(exc)) from exc
-
-
-def load_model_spec(
-    spec: str,
-    *,
-    device: str | torch.device = "cpu",
-    arch: str | None = None,
-    base_dir: str | os.PathLike[str] | None = None,
-) -> nn.Module:
-    """Build the model a ``--audit-model`` value names (see the module docstring).
-
-    Args:
-        spec: zoo name, ``pkg.module:factory``, or a ``.pt``/``.pth`` weights file.
-        device: where to put the model.
-        arch: architecture for a weights file (zoo name or factory); overrides the file's
-            own ``"arch"`` entry.
-        base_dir: directory that a relative weights path is relative to (default: cwd).
-
-    Returns:
-        The model, in eval mode, on ``device``.
-
-    Raises:
-        pytest.UsageError: with what was wrong and how to fix it.
-
-    Example:
-        >>> load_model_spec("torch.nn:Identity")
-        Identity()
-    """
-    import torch
-
-    dev = torch.device(device)
-    path = Path(base_dir or ".") / Path(spec).expanduser()
-    if spec.lower().endswith(_WEIGHT_SUFFIXES) or (path.is_file() and ":" not in spec):
-        model = _from_weights(path, arch, dev)
-    else:
-        model = _build(spec, dev)
-    return model.eval()
-
-
-def _from_weights(path: Path, arch: str | None, device: torch.device) -> nn.Module:
-    import pickle
-
-    import torch
-
-    if not path.is_file():
-        raise pytest.UsageError(f"weights file {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
-        raise pytest.UsageError(
-            f"cannot load {path} with torch.load(weights_only=True): {str(exc).splitlines()[0]}"
-            "\nA weights file must hold a state_dict (torch.save(model.state_dict(), path)), "
-            "not a pickled model object."
-        ) from exc
-    state = payload
-    if isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):
-        state = payload["state_dict"]
-        arch = arch or (payload.get("arch") if isinstance(payload.get("arch"), str) else None)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise pytest.UsageError(
-            f"{path} does not hold a state_dict (a dict of tensors), nor a dict with one under "
-            "'state_dict'"
-        )
-    if arch is None:
-        raise pytest.UsageError(
-            f"{path} holds weights only; say which architecture to load them into with "
-            "--audit-arch=NAME (a zoo name or pkg.module:factory), or save the file as "
-            "{'arch': NAME, 'state_dict': ...}"
-        )
-    model = _build(arch, torch.device("cpu"))
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise pytest.UsageError(
-            f"the weights in {path} do not fit architecture {arch!r}: {exc}"
-        ) from exc
-    return model.to(device)
-
-
-def _resolve_device(spec: str) -> torch.device:
-    import torch
-
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except (RuntimeError, ValueError) as exc:
-        raise pytest.UsageError(f"--audit-device={spec!r} is not a torch device: {exc}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise pytest.UsageError(f"--audit-device={spec} but torch.cuda.is_available() is False")
-    return device
-
-
 # --------------------------------------------------------------------------- hooks left behind
-
-_MODULE_HOOK_DICTS = (
-    "_forward_hooks",
-    "_forward_pre_hooks",
-    "_backward_hooks",
-    "_backward_pre_hooks",
-    "_state_dict_hooks",
-    "_state_dict_pre_hooks",
-    "_load_state_dict_pre_hooks",
-    "_load_state_dict_post_hooks",
-)
-_MODULE_HOOK_EXTRAS = (
-    "_forward_hooks_with_kwargs",
-    "_forward_hooks_always_called",
-    "_forward_pre_hooks_with_kwargs",
-)
-_TENSOR_HOOK_DICTS = ("_backward_hooks", "_post_accumulate_grad_hooks")
-HookId = tuple[str, str, str, int]
-
-
-def _hook_ids(model: nn.Module) -> set[HookId]:
-    ids: set[HookId] = set()
-    for name, module in model.named_modules(remove_duplicate=False):
-        for attr in _MODULE_HOOK_DICTS:
-            ids.update(("module", name, attr, hid) for hid in getattr(module, attr, None) or {})
-    for name, param in model.named_parameters(remove_duplicate=False):
-        for attr in _TENSOR_HOOK_DICTS:
-            ids.update(("param", name, attr, hid) for hid in getattr(param, attr, None) or {})
-    return ids
-
-
-def _remove_hooks(model: nn.Module, hooks: set[HookId]) -> None:
-    modules = dict(model.named_modules(remove_duplicate=False))
-    params = dict(model.named_parameters(remove_duplicate=False))
-    for kind, name, attr, hid in hooks:
-        owner: Any = modules.get(name) if kind == "module" else params.get(name)
-        if owner is None:
-            continue
-        for table in (attr, *(_MODULE_HOOK_EXTRAS if kind == "module" else ())):
-            hooks_dict = getattr(owner, table, None)
-            if hooks_dict:
-                hooks_dict.pop(hid, None)
 
 
 class AuditCapture:
@@ -516,14 +339,14 @@ class AuditCapture:
     """
 
     def __init__(self) -> None:
-        self._watched: dict[int, tuple[nn.Module, Any, set[HookId]]] = {}
+        self._watched: dict[int, _Watched] = {}
 
     def watch(self, model: nn.Module) -> nn.Module:
         """Watch ``model`` for hooks left behind (its current hooks are allowed)."""
-        from modelaudit.capture import hooks_by_module
+        from modelaudit.capture.inventory import hook_ids, hooks_by_module
 
         if id(model) not in self._watched:
-            self._watched[id(model)] = (model, hooks_by_module(model), _hook_ids(model))
+            self._watched[id(model)] = (model, hooks_by_module(model), hook_ids(model))
         return model
 
     def __call__(self, model: nn.Module, layers: Any, **kwargs: Any) -> Any:
@@ -535,16 +358,14 @@ class AuditCapture:
 
     def leftovers(self) -> list[str]:
         """Describe and remove hooks added to watched models since watching began."""
-        from modelaudit.capture import assert_no_hooks_left
-        from modelaudit.errors import HookError
+        from modelaudit.capture.inventory import describe_hooks_left, remove_hooks_since
 
         found = []
         for model, allowed, before in self._watched.values():
-            try:
-                assert_no_hooks_left(model, baseline=allowed)
-            except HookError as exc:
-                found.append(str(exc).split(". Remove them", 1)[0])
-            _remove_hooks(model, _hook_ids(model) - before)
+            text = describe_hooks_left(model, baseline=allowed)
+            if text is not None:
+                found.append(text)
+            remove_hooks_since(model, before)
         return found
 
 
@@ -657,7 +478,10 @@ class _AuditSession:
     # lazily built things
     def device(self) -> torch.device:
         if self._device is None:
-            self._device = _resolve_device(self.opts.device)
+            try:
+                self._device = resolve_device(self.opts.device)
+            except ModelAuditError as exc:
+                raise pytest.UsageError(f"--audit-device / audit_device: {exc}") from exc
         return self._device
 
     def model(self, device: torch.device) -> nn.Module:
@@ -672,7 +496,7 @@ class _AuditSession:
             return load_model_spec(
                 self.opts.model, device=device, arch=self.opts.arch, base_dir=self.opts.model_dir
             )
-        except pytest.UsageError as exc:
+        except ModelAuditError as exc:
             pytest.fail(f"--audit-model={self.opts.model}: {exc}", pytrace=False)
 
     def load_baseline(self) -> Baseline:
@@ -846,11 +670,14 @@ class _AuditSession:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker:
             return
-        rows = _summary_rows(self.entries)
         tr = terminalreporter
-        if rows:
-            tr.write_sep("-", "modelaudit metrics")
-            for line in _table(rows):
+        if self.entries:
+            from modelaudit.report.summary import summary_lines
+
+            lines = summary_lines(self.entries)
+            if lines:
+                tr.write_sep("-", "modelaudit metrics")
+            for line in lines:
                 tr.write_line(line)
         if self.baseline_note:
             tr.write_line(f"modelaudit: {self.baseline_note}")
@@ -859,67 +686,3 @@ class _AuditSession:
         if self.outputs:
             tr.write_line(f"modelaudit report: {self.outputs[0]}")
             tr.write_line(f"modelaudit records: {self.outputs[1]}")
-
-
-def _fmt(value: Any, signed: bool = False) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan"
-    if isinstance(value, int | float):
-        return f"{value:+.4g}" if signed else f"{value:.4g}"
-    return str(value)
-
-
-def _summary_rows(entries: list[TestEntry]) -> list[tuple[str, ...]]:
-    rows: list[tuple[str, ...]] = []
-    for entry in entries:
-        if not (entry.audited or entry.failed):
-            continue  # a passing plain test that called assertions: in the report only
-        lines: list[tuple[str, ...]] = []
-        for c in entry.metrics:
-            verdict = "pass" if c.passed else "FAIL"
-            lines.append(
-                (
-                    f"  {c.name}",
-                    _fmt(c.value),
-                    _fmt(c.baseline),
-                    _fmt(c.delta, signed=True),
-                    f"{verdict} ({c.status})",
-                )
-            )
-        for view in entry.records:
-            r = view.record
-            bound, obtained = r.get("bound"), r.get("obtained")
-            sign = {"at_least": ">= ", "at_most": "<= "}.get(str(r.get("direction")), "")
-            delta = (
-                obtained - bound
-                if isinstance(obtained, int | float) and isinstance(bound, int | float)
-                else None
-            )
-            lines.append(
-                (
-                    f"  {r.get('check')}",
-                    _fmt(obtained),
-                    f"{sign}{_fmt(bound)}" if bound is not None else "-",
-                    _fmt(delta, signed=True),
-                    "pass" if r.get("passed") else "FAIL",
-                )
-            )
-        if lines:
-            rows.append((entry.nodeid,))
-            rows.extend(lines)
-    return rows
-
-
-def _table(rows: list[tuple[str, ...]]) -> list[str]:
-    header = ("metric", "value", "baseline", "delta", "pass/fail")
-    cells = [r for r in rows if len(r) == len(header)]
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *cells)]
-
-    def fmt(r: tuple[str, ...]) -> str:
-        first = r[0].ljust(widths[0])
-        middle = [r[i].rjust(widths[i]) for i in (1, 2, 3)]
-        return "  ".join([first, *middle, r[4]])
-
-    return [fmt(header)] + [fmt(r) if len(r) == len(header) else r[0] for r in rows]

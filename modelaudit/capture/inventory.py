@@ -34,12 +34,16 @@ from torch import nn
 from modelaudit.errors import HookError
 
 __all__ = [
+    "HookId",
     "ModuleHook",
     "assert_no_hooks_left",
+    "describe_hooks_left",
     "disabled_hooks",
     "hook_count",
+    "hook_ids",
     "hooks_by_module",
     "list_hooks",
+    "remove_hooks_since",
 ]
 
 _HOOK_ATTR = re.compile(r"^_(?P<kind>[a-z_]+?)_hooks(?P<flag>_with_kwargs|_always_called)?$")
@@ -181,26 +185,31 @@ def list_hooks(model: nn.Module, kinds: Collection[str] = RUNTIME_KINDS) -> list
     return out
 
 
-def assert_no_hooks_left(
+def describe_hooks_left(
     model: nn.Module, *, baseline: Mapping[str, Mapping[str, int]] | None = None
-) -> None:
-    """Raise :class:`~modelaudit.errors.HookError` if any submodule still carries a hook.
+) -> str | None:
+    """Say which hooks the model carries beyond ``baseline``; ``None`` when there are none.
+
+    This is the first sentence of :func:`assert_no_hooks_left`'s error, for callers that
+    report leaks their own way (the pytest plugin's ``audit_capture`` fixture).
 
     Args:
         model: the model to check.
-        baseline: hooks the model is allowed to have, as returned by :func:`hooks_by_module`
-            before the code under test ran (a model may legitimately use hooks, e.g. the
-            old ``spectral_norm``); only hooks beyond it are reported.
+        baseline: allowed hooks, as returned by :func:`hooks_by_module` earlier.
 
-    Raises:
-        HookError: the message names every module with extra hooks, their kinds and counts.
+    Returns:
+        ``"N hook(s) left on the model: <module>: <kind> xN (<function>); ..."`` or ``None``.
 
     Example:
         >>> import torch.nn as nn
         >>> net = nn.Sequential(nn.Linear(2, 2))
-        >>> own = net.register_forward_hook(lambda m, args, out: None)
         >>> before = hooks_by_module(net)
-        >>> assert_no_hooks_left(net, baseline=before)
+        >>> h = net[0].register_forward_hook(lambda m, args, out: None)
+        >>> describe_hooks_left(net, baseline=before)
+        "1 hook(s) left on the model: '0': forward x1 (<lambda>)"
+        >>> h.remove()
+        >>> describe_hooks_left(net) is None
+        True
     """
     baseline = baseline or {}
     leaks: list[str] = []
@@ -222,12 +231,38 @@ def assert_no_hooks_left(
         total += sum(
             n for k, n in extra.items() if not k.endswith(("_with_kwargs", "_always_called"))
         )
-    if leaks:
+    if not leaks:
+        return None
+    return f"{total} hook(s) left on the model: " + "; ".join(leaks)
+
+
+def assert_no_hooks_left(
+    model: nn.Module, *, baseline: Mapping[str, Mapping[str, int]] | None = None
+) -> None:
+    """Raise :class:`~modelaudit.errors.HookError` if any submodule still carries a hook.
+
+    Args:
+        model: the model to check.
+        baseline: hooks the model is allowed to have, as returned by :func:`hooks_by_module`
+            before the code under test ran (a model may legitimately use hooks, e.g. the
+            old ``spectral_norm``); only hooks beyond it are reported.
+
+    Raises:
+        HookError: the message names every module with extra hooks, their kinds and counts.
+
+    Example:
+        >>> import torch.nn as nn
+        >>> net = nn.Sequential(nn.Linear(2, 2))
+        >>> own = net.register_forward_hook(lambda m, args, out: None)
+        >>> before = hooks_by_module(net)
+        >>> assert_no_hooks_left(net, baseline=before)
+    """
+    message = describe_hooks_left(model, baseline=baseline)
+    if message is not None:
         raise HookError(
-            f"{total} hook(s) left on the model: "
-            + "; ".join(leaks)
-            + ". Remove them with the handle their register_* call returned (handle.remove()), "
-            "ideally in a `finally`, or use a context manager such as modelaudit.capture."
+            message + ". Remove them with the handle their register_* call returned "
+            "(handle.remove()), ideally in a `finally`, or use a context manager such as "
+            "modelaudit.capture."
         )
 
 
@@ -289,3 +324,90 @@ def disabled_hooks(
         for table, items in reversed(saved):
             table.clear()
             table.update(items)
+
+
+HookId = tuple[str, str, int]
+"""``(owner, kind, id)`` of one hook: the qualified name of the module (``""`` for the model
+itself) or of the parameter/buffer it is on, its kind as in :func:`hook_count`, and the
+``id`` of the handle its ``register_*`` call returned."""
+
+_FLAGS = ("_with_kwargs", "_always_called")
+
+
+def _hook_tables(
+    model: nn.Module,
+) -> Iterator[tuple[str, str, dict[Any, Any], list[dict[Any, Any]]]]:
+    """``(owner, kind, hook dict, flag dicts)`` for every hook dict of the model."""
+    for name, module in model.named_modules():
+        attrs = _module_kind_attrs(module)
+        for kind, attr in attrs.items():
+            if kind.endswith(_FLAGS):
+                continue  # flag dicts mirror ids of their main dict
+            flags = [getattr(module, attrs[kind + f]) for f in _FLAGS if kind + f in attrs]
+            yield name, kind, getattr(module, attr), flags
+        for tname, tensor in [*module._parameters.items(), *module._buffers.items()]:
+            if tensor is None:
+                continue
+            owner = f"{name}.{tname}" if name else tname
+            for kind, attr in _TENSOR_KINDS.items():
+                table = getattr(tensor, attr, None)
+                if isinstance(table, dict):
+                    yield owner, kind, table, []
+
+
+def hook_ids(model: nn.Module) -> frozenset[HookId]:
+    """Snapshot of every hook the model carries now (module, parameter and buffer hooks).
+
+    Pass it to :func:`remove_hooks_since` later to remove exactly the hooks added since.
+    Global hooks (``torch.nn.modules.module.register_module_forward_hook``) are not part
+    of a model and not included.
+
+    Example:
+        >>> import torch.nn as nn
+        >>> net = nn.Sequential(nn.Linear(2, 2))
+        >>> h = net[0].register_forward_hook(lambda m, args, out: None)
+        >>> hook_ids(net) == {("0", "forward", h.id)}
+        True
+        >>> h.remove()
+        >>> hook_ids(net)
+        frozenset()
+    """
+    return frozenset(
+        (owner, kind, hook_id) for owner, kind, table, _ in _hook_tables(model) for hook_id in table
+    )
+
+
+def remove_hooks_since(model: nn.Module, before: Collection[HookId]) -> list[HookId]:
+    """Remove every hook not in the snapshot ``before`` (from :func:`hook_ids`).
+
+    Hooks that were there at the snapshot stay, in their order; the removed ones are gone
+    as if their handles' ``remove()`` had been called (their ``with_kwargs`` and
+    ``always_call`` marks included). Use it to clean up after code that leaked hooks.
+
+    Args:
+        model: the model.
+        before: the snapshot taken earlier with :func:`hook_ids`.
+
+    Returns:
+        The ids of the removed hooks, in model order.
+
+    Example:
+        >>> import torch, torch.nn as nn
+        >>> net = nn.Linear(1, 1)
+        >>> own = net.register_forward_hook(lambda m, args, out: out)
+        >>> before = hook_ids(net)
+        >>> leak = net.register_forward_hook(lambda m, args, out: out * 0)
+        >>> remove_hooks_since(net, before) == [("", "forward", leak.id)]
+        True
+        >>> hook_ids(net) == before
+        True
+    """
+    keep = frozenset(before)
+    removed: list[HookId] = []
+    for owner, kind, table, flags in _hook_tables(model):
+        for hook_id in [h for h in table if (owner, kind, h) not in keep]:
+            del table[hook_id]
+            for flag in flags:
+                flag.pop(hook_id, None)
+            removed.append((owner, kind, hook_id))
+    return removed

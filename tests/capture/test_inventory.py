@@ -6,6 +6,8 @@ import warnings
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from modelaudit import HookError
@@ -17,6 +19,7 @@ from modelaudit.capture import (
     hooks_by_module,
     list_hooks,
 )
+from modelaudit.capture.inventory import describe_hooks_left, hook_ids, remove_hooks_since
 
 
 def net() -> nn.Sequential:
@@ -26,6 +29,21 @@ def net() -> nn.Sequential:
 
 def noop(*args, **kwargs):  # type: ignore[no-untyped-def]
     return None
+
+
+def _register_every_kind(model: nn.Sequential) -> list[torch.utils.hooks.RemovableHandle]:
+    return [
+        model[0].register_forward_hook(noop, with_kwargs=True, always_call=True),
+        model[0].register_forward_pre_hook(noop, with_kwargs=True),
+        model[2].register_full_backward_hook(noop),
+        model[2].register_full_backward_pre_hook(noop),
+        model.register_state_dict_pre_hook(noop),
+        model.register_state_dict_post_hook(noop),
+        model.register_load_state_dict_pre_hook(noop),
+        model.register_load_state_dict_post_hook(noop),
+        model[2].weight.register_hook(noop),
+        model[2].bias.register_post_accumulate_grad_hook(noop),
+    ]
 
 
 def test_fresh_model_has_zero_hooks_of_every_kind():
@@ -51,19 +69,7 @@ def test_fresh_model_has_zero_hooks_of_every_kind():
 
 def test_every_kind_of_hook_is_counted_where_it_lives():
     model = net()
-    handles = [
-        model[0].register_forward_hook(noop),
-        model[0].register_forward_hook(noop, with_kwargs=True, always_call=True),
-        model[0].register_forward_pre_hook(noop, with_kwargs=True),
-        model[2].register_full_backward_hook(noop),
-        model[2].register_full_backward_pre_hook(noop),
-        model.register_state_dict_pre_hook(noop),
-        model.register_state_dict_post_hook(noop),
-        model.register_load_state_dict_pre_hook(noop),
-        model.register_load_state_dict_post_hook(noop),
-        model[2].weight.register_hook(noop),
-        model[2].bias.register_post_accumulate_grad_hook(noop),
-    ]
+    handles = [model[0].register_forward_hook(noop), *_register_every_kind(model)]
     assert hooks_by_module(model) == {
         "": {
             "state_dict": 1,
@@ -193,3 +199,107 @@ def test_disabled_hooks_restores_even_when_the_block_raises():
         assert hook_count(model)["forward"] == 0
         raise RuntimeError
     assert hook_count(model)["forward"] == 1
+
+
+def test_hook_ids_name_owner_kind_and_handle_id():
+    model = net()
+    handles = _register_every_kind(model)
+    ids = hook_ids(model)
+    assert ids == {
+        ("0", "forward", handles[0].id),
+        ("0", "forward_pre", handles[1].id),
+        ("2", "backward", handles[2].id),
+        ("2", "backward_pre", handles[3].id),
+        ("", "state_dict_pre", handles[4].id),
+        ("", "state_dict", handles[5].id),
+        ("", "load_state_dict_pre", handles[6].id),
+        ("", "load_state_dict_post", handles[7].id),
+        ("2.weight", "parameter_grad", handles[8].id),
+        ("2.bias", "parameter_post_accumulate_grad", handles[9].id),
+    }
+    for h in handles:
+        h.remove()
+    assert hook_ids(model) == frozenset()
+
+
+def test_remove_hooks_since_removes_every_kind_added_after_the_snapshot_and_only_those():
+    model = net()
+    own = model[2].register_forward_hook(lambda m, a, o: o * 2)  # the model's own hook
+    before_ids, before_counts = hook_ids(model), hooks_by_module(model)
+    handles = _register_every_kind(model)
+    leak = model[2].register_forward_hook(lambda m, a, o: o + 100.0)
+    removed = remove_hooks_since(model, before_ids)
+    assert sorted(h for _, _, h in removed) == sorted(h.id for h in [*handles, leak])
+    assert hook_ids(model) == before_ids == {("2", "forward", own.id)}
+    assert hooks_by_module(model) == before_counts  # flag dicts emptied too
+    assert_no_hooks_left(model, baseline=before_counts)
+    # the forward pass is the model's own again: output doubled, no +100 from the leak
+    x = torch.ones(1, 2)
+    with disabled_hooks(model):
+        plain = model(x)
+    assert torch.equal(model(x), 2 * plain)
+    for h in [*handles, leak]:
+        h.remove()  # the handles of removed hooks stay harmless
+    assert list(model[2]._forward_hooks) == [own.id]
+
+
+def test_removed_parameter_hooks_no_longer_touch_gradients():
+    model = net()
+    before = hook_ids(model)
+    model[0].weight.register_hook(lambda g: g * 0)
+    remove_hooks_since(model, before)
+    model(torch.ones(1, 2)).sum().backward()
+    # d(sum(W2 relu(W0 x + b0) + b2))/dW0 = (W2^T * relu'(W0 x + b0)) x^T, with x = ones
+    pre = model[0](torch.ones(1, 2))
+    expected = (model[2].weight.T * (pre.T > 0)).detach() @ torch.ones(1, 2)
+    assert expected.abs().sum() > 0  # a zeroing hook left behind would show
+    assert torch.allclose(model[0].weight.grad, expected)
+
+
+def test_remove_hooks_since_sees_a_shared_module_once():
+    shared = nn.Linear(2, 2)
+    model = nn.Sequential(shared, nn.ReLU(), shared)
+    before = hook_ids(model)
+    handle = shared.register_forward_hook(noop)
+    assert remove_hooks_since(model, before) == [("0", "forward", handle.id)]
+    assert hook_count(model)["forward"] == 0
+
+
+HOOK_MAKERS = {
+    "forward": lambda m: m.register_forward_hook(noop),
+    "forward_kwargs": lambda m: m.register_forward_hook(noop, with_kwargs=True, always_call=True),
+    "forward_pre": lambda m: m.register_forward_pre_hook(noop, with_kwargs=True),
+    "backward": lambda m: m.register_full_backward_hook(noop),
+    "param": lambda m: m.weight.register_hook(noop),
+}
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from([0, 2]), st.sampled_from(sorted(HOOK_MAKERS))), max_size=6),
+    st.lists(st.tuples(st.sampled_from([0, 2]), st.sampled_from(sorted(HOOK_MAKERS))), max_size=6),
+)
+def test_snapshot_then_remove_restores_exactly_the_snapshot(own, leaked):
+    model = net()
+    for index, kind in own:
+        HOOK_MAKERS[kind](model[index])
+    before_ids, before_counts = hook_ids(model), hooks_by_module(model)
+    handles = [HOOK_MAKERS[kind](model[index]) for index, kind in leaked]
+    assert len(remove_hooks_since(model, before_ids)) == len(leaked)
+    assert hook_ids(model) == before_ids and hooks_by_module(model) == before_counts
+    assert {h.id for h in handles}.isdisjoint(i for _, _, i in hook_ids(model))
+
+
+def test_describe_hooks_left_is_the_first_sentence_of_the_assertion():
+    model = net()
+    assert describe_hooks_left(model) is None
+    model[1].register_forward_pre_hook(noop)
+    baseline = hooks_by_module(model)
+    assert describe_hooks_left(model, baseline=baseline) is None
+    model[1].register_forward_pre_hook(noop)
+    model[2].weight.register_hook(noop)
+    text = describe_hooks_left(model, baseline=baseline)
+    assert text == "2 hook(s) left on the model: '1': forward_pre x1 (noop); '2': parameter_grad x1"
+    with pytest.raises(HookError) as info:
+        assert_no_hooks_left(model, baseline=baseline)
+    assert str(info.value).startswith(text + ". Remove them with the handle")

@@ -1,0 +1,126 @@
+"""The terminal summary: one table of metrics and checks per audited or failing test.
+
+Each test gets a title row (its node id) followed by one row per baseline metric
+(value | baseline | delta | verdict and status) and per audit record (obtained | bound
+with its direction | obtained - bound | verdict). Passing tests that only called
+assertions, without asking for modelaudit, stay out of the table (they are in the HTML
+report). Numbers show 4 significant digits; deltas carry a sign; a missing value is ``-``.
+
+Example:
+    >>> from modelaudit.baseline import Comparison
+    >>> from modelaudit.report.entries import RecordView, TestEntry
+    >>> c = Comparison("t::iou", "iou", 0.71, "higher", 0.05, 0.7, "ok")
+    >>> r = RecordView({"check": "mass_in_box", "obtained": 0.4, "bound": 0.5,
+    ...                 "direction": "at_least", "passed": False})
+    >>> print("\\n".join(summary_lines([TestEntry("t", metrics=[c], records=[r])])))
+    metric         value  baseline  delta  pass/fail
+    t
+      iou           0.71       0.7  +0.01  pass (ok)
+      mass_in_box    0.4    >= 0.5   -0.1  FAIL
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from modelaudit.report.entries import TestEntry
+
+__all__ = ["HEADER", "summary_lines", "summary_rows"]
+
+HEADER = ("metric", "value", "baseline", "delta", "pass/fail")
+"""Column titles of the table; a row has either all five cells or one (a test's id)."""
+
+_SIGNS = {"at_least": ">= ", "at_most": "<= "}
+
+
+def _fmt(value: Any, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan"
+    if isinstance(value, int | float):
+        return f"{value:+.4g}" if signed else f"{value:.4g}"
+    return str(value)
+
+
+def _entry_rows(entry: TestEntry) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for c in entry.metrics:
+        verdict = "pass" if c.passed else "FAIL"
+        rows.append(
+            (
+                f"  {c.name}",
+                _fmt(c.value),
+                _fmt(c.baseline),
+                _fmt(c.delta, signed=True),
+                f"{verdict} ({c.status})",
+            )
+        )
+    for view in entry.records:
+        r = view.record
+        bound, obtained = r.get("bound"), r.get("obtained")
+        sign = _SIGNS.get(str(r.get("direction")), "")
+        delta = (
+            obtained - bound
+            if isinstance(obtained, int | float) and isinstance(bound, int | float)
+            else None
+        )
+        rows.append(
+            (
+                f"  {r.get('check')}",
+                _fmt(obtained),
+                f"{sign}{_fmt(bound)}" if bound is not None else "-",
+                _fmt(delta, signed=True),
+                "pass" if r.get("passed") else "FAIL",
+            )
+        )
+    return rows
+
+
+def summary_rows(entries: Iterable[TestEntry]) -> list[tuple[str, ...]]:
+    """Rows of the summary table: ``(nodeid,)`` then the test's 5-cell metric/check rows.
+
+    Tests with neither metrics nor records, and passing tests that were not audited
+    (``entry.audited`` false), give no rows.
+
+    Example:
+        >>> from modelaudit.report.entries import RecordView, TestEntry
+        >>> view = RecordView({"check": "pointing_game", "obtained": 1.0, "passed": True})
+        >>> summary_rows([TestEntry("t", records=[view]), TestEntry("quiet")])
+        [('t',), ('  pointing_game', '1', '-', '-', 'pass')]
+    """
+    rows: list[tuple[str, ...]] = []
+    for entry in entries:
+        if not (entry.audited or entry.failed):
+            continue  # a passing plain test that called assertions: in the report only
+        lines = _entry_rows(entry)
+        if lines:
+            rows.append((entry.nodeid,))
+            rows.extend(lines)
+    return rows
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    cells = [r for r in rows if len(r) == len(HEADER)]
+    widths = [max(len(str(x)) for x in col) for col in zip(HEADER, *cells)]
+
+    def fmt(r: tuple[str, ...]) -> str:
+        first = r[0].ljust(widths[0])
+        middle = [r[i].rjust(widths[i]) for i in (1, 2, 3)]
+        return "  ".join([first, *middle, r[4]])
+
+    return [fmt(HEADER)] + [fmt(r) if len(r) == len(HEADER) else r[0] for r in rows]
+
+
+def summary_lines(entries: Iterable[TestEntry]) -> list[str]:
+    """The summary table as text lines (header first); empty when there is nothing to show.
+
+    Example:
+        >>> from modelaudit.report.entries import TestEntry
+        >>> summary_lines([TestEntry("t")])
+        []
+    """
+    rows = summary_rows(entries)
+    return _table(rows) if rows else []
