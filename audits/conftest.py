@@ -23,7 +23,7 @@ import torch
 
 import modelaudit as ma
 from modelaudit import zoo
-from modelaudit.explain.layer_choice import default_layer
+from modelaudit.explainers.layer_choice import default_layer
 
 N_IMAGES = 64  # held-out images the attention audits explain (never seen in training)
 

@@ -43,8 +43,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from modelaudit.capture.layers import LayerSpec
 from modelaudit.errors import AuditFailure, InvalidInputError
+from modelaudit.hooks.layers import LayerSpec
 from modelaudit.measure._explainer import Explainer
 from modelaudit.measure._validate import Region, RegionLike, as_region, check_images, check_maps
 from modelaudit.measure.faithfulness import Baseline, deletion_auc, insertion_auc

@@ -292,7 +292,7 @@ def layer_rows(model: nn.Module, input_shape: Sequence[int]) -> list[LayerRow]:
     """
     import torch
 
-    from modelaudit.capture import capture, preserved_state
+    from modelaudit.hooks import capture, preserved_state
 
     x = _zeros(model, input_shape)
     names = [n for n, _ in model.named_modules() if n]
@@ -320,7 +320,7 @@ def layer_rows(model: nn.Module, input_shape: Sequence[int]) -> list[LayerRow]:
 
 def _default_layer(model: nn.Module, input_shape: tuple[int, ...]) -> str | None:
     from modelaudit.errors import LayerNotFoundError
-    from modelaudit.explain.layer_choice import default_layer
+    from modelaudit.explainers.layer_choice import default_layer
 
     try:
         return default_layer(model, _zeros(model, input_shape))
@@ -441,8 +441,8 @@ def _class_name(index: int, info: dict[str, Any] | None) -> str:
 def _cmd_explain(args: argparse.Namespace, say: _Progress) -> int:
     import torch
 
-    from modelaudit.explain import get_method, guided_backprop, input_gradients, swin_reshape
-    from modelaudit.explain import vit_reshape as vit
+    from modelaudit.explainers import get_method, guided_backprop, input_gradients, swin_reshape
+    from modelaudit.explainers import vit_reshape as vit
     from modelaudit.loading import resolve_device
     from modelaudit.report.overlay import overlay, save_png
 
@@ -552,7 +552,7 @@ def _cmd_init(args: argparse.Namespace, say: _Progress) -> int:
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise CLIError(f"the model returned {got}; the audits expect (N, classes) logits")
     if args.layer is not None:
-        from modelaudit.capture import resolve_layer
+        from modelaudit.hooks import resolve_layer
 
         layer = resolve_layer(model, args.layer)[0]
     else:

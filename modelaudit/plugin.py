@@ -2,8 +2,9 @@
 
 Loaded automatically through the ``pytest11`` entry point. It only wires pytest to the
 library: model loading is :mod:`modelaudit.loading`, the hook check is
-:mod:`modelaudit.capture.inventory`, the terminal table :mod:`modelaudit.report.summary`.
-The zoo (torchvision), baselines and report writers are imported only when a run uses them.
+:mod:`modelaudit.hooks.inventory`, the terminal table :mod:`modelaudit.report.summary`.
+Torch, the zoo, baselines and report writers are imported only when a run uses them, so
+loading the plugin costs a pytest run that does not use modelaudit nothing measurable.
 
 Options (group "modelaudit"; each also an ini key with the same name in snake case):
 
@@ -28,7 +29,7 @@ failing examples replay; default true). Relative paths given on the command line
 relative to the invocation directory, those from the ini file to the ini file's directory.
 
 Fixtures: ``audit_device`` and ``audit_model`` (session scope; the model is in eval mode
-on the device), ``audit_capture`` (a ``modelaudit.capture.capture`` that fails the test
+on the device), ``audit_capture`` (a ``modelaudit.hooks.capture`` that fails the test
 if any hook is left on a watched model, removing it), and ``audit`` (an
 :class:`~modelaudit.report.recorder.AuditRecorder`: metrics gated on the baseline,
 exported to JUnit XML through ``record_property``, images attached to the report).
@@ -54,14 +55,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from modelaudit.errors import ModelAuditError
-from modelaudit.loading import load_model_spec, resolve_device  # load_model_spec: re-exported
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
     from modelaudit.baseline import Baseline, Comparison
-    from modelaudit.capture.inventory import HookId
+    from modelaudit.hooks.inventory import HookId
     from modelaudit.records import AuditRecord
     from modelaudit.report.entries import TestEntry
     from modelaudit.report.recorder import AuditRecorder
@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     # a watched model, the hook counts it had (allowed) and its hook ids then
     _Watched = tuple[nn.Module, dict[str, dict[str, int]], frozenset[HookId]]
 
-__all__ = ["load_model_spec", "register_torch_random"]
+__all__ = ["register_torch_random"]
 
 AUDIT_FIXTURES = frozenset({"audit", "audit_model", "audit_capture", "audit_device"})
 AUDIT_MARKERS = ("audit", "audit_slow")
@@ -329,12 +329,12 @@ def register_torch_random() -> None:
 
 
 class AuditCapture:
-    """Value of the ``audit_capture`` fixture: ``modelaudit.capture.capture`` plus a hook check.
+    """Value of the ``audit_capture`` fixture: ``modelaudit.hooks.capture`` plus a hook check.
 
     Call it like ``capture``: ``with audit_capture(model, "layer4") as rec: ...``. Every
     model passed in (and ``audit_model`` when the test uses it) is watched: hooks added to
     it during the test and still present at teardown are removed and fail the test (checked
-    with ``modelaudit.capture.assert_no_hooks_left`` against the hooks it had before, so a
+    with ``modelaudit.hooks.assert_no_hooks_left`` against the hooks it had before, so a
     model's own hooks, e.g. from ``weight_norm``, are allowed).
     """
 
@@ -343,22 +343,22 @@ class AuditCapture:
 
     def watch(self, model: nn.Module) -> nn.Module:
         """Watch ``model`` for hooks left behind (its current hooks are allowed)."""
-        from modelaudit.capture.inventory import hook_ids, hooks_by_module
+        from modelaudit.hooks.inventory import hook_ids, hooks_by_module
 
         if id(model) not in self._watched:
             self._watched[id(model)] = (model, hooks_by_module(model), hook_ids(model))
         return model
 
     def __call__(self, model: nn.Module, layers: Any, **kwargs: Any) -> Any:
-        """Open ``modelaudit.capture.capture(model, layers, **kwargs)`` on a watched model."""
-        from modelaudit.capture import capture
+        """Open ``modelaudit.hooks.capture(model, layers, **kwargs)`` on a watched model."""
+        from modelaudit.hooks import capture
 
         self.watch(model)
         return capture(model, layers, **kwargs)
 
     def leftovers(self) -> list[str]:
         """Describe and remove hooks added to watched models since watching began."""
-        from modelaudit.capture.inventory import describe_hooks_left, remove_hooks_since
+        from modelaudit.hooks.inventory import describe_hooks_left, remove_hooks_since
 
         found = []
         for model, allowed, before in self._watched.values():
@@ -393,7 +393,7 @@ def audit_model(pytestconfig: pytest.Config, audit_device: torch.device) -> nn.M
 
 @pytest.fixture
 def audit_capture(request: pytest.FixtureRequest) -> Iterator[AuditCapture]:
-    """``modelaudit.capture.capture`` that fails the test if it leaves hooks on the model."""
+    """``modelaudit.hooks.capture`` that fails the test if it leaves hooks on the model."""
     fixture = AuditCapture()
     if "audit_model" in request.fixturenames:
         fixture.watch(request.getfixturevalue("audit_model"))
@@ -479,6 +479,8 @@ class _AuditSession:
     def device(self) -> torch.device:
         if self._device is None:
             try:
+                from modelaudit.loading import resolve_device
+
                 self._device = resolve_device(self.opts.device)
             except ModelAuditError as exc:
                 raise pytest.UsageError(f"--audit-device / audit_device: {exc}") from exc
@@ -493,6 +495,8 @@ class _AuditSession:
                 pytrace=False,
             )
         try:
+            from modelaudit.loading import load_model_spec
+
             return load_model_spec(
                 self.opts.model, device=device, arch=self.opts.arch, base_dir=self.opts.model_dir
             )

@@ -12,7 +12,7 @@ so the watermark is the only reliable cue and the network learns it.
 Both train on fresh images every epoch (seeded), on CPU, deterministically for a given torch
 version and thread count. After training the script measures, on held-out images (seeds never
 used for training): accuracy with no watermark, random, class and swapped watermarks; and,
-with a small autograd Grad-CAM written here independently of ``modelaudit.explain``, the
+with a small autograd Grad-CAM written here independently of ``modelaudit.explainers``, the
 share of the map inside the object's box and inside the watermark's box. It checks the
 requirements below, and writes ``<name>.pt`` (a plain state_dict) and ``<name>.json``.
 
@@ -128,7 +128,7 @@ def accuracy(model: nn.Module, data: ShapesData) -> float:
 def gradcam(
     model: nn.Module, layer: str, images: torch.Tensor, target: torch.Tensor
 ) -> torch.Tensor:
-    """Grad-CAM (Selvaraju et al.), independent of modelaudit.explain.
+    """Grad-CAM (Selvaraju et al.), independent of modelaudit.explainers.
 
     weights = spatial mean of d score / d A; map = ReLU(sum_k w_k A_k), upsampled bilinearly
     (align_corners=False) to the input size. Not normalised (mass ratios do not need it).
@@ -209,7 +209,7 @@ def _r(x: float | torch.Tensor) -> float:
 def _cross_check(model: nn.Module, data: ShapesData, cams: torch.Tensor) -> dict[str, Any]:
     """Compare with modelaudit's own Grad-CAM (min-max normalised maps), when it exists."""
     try:
-        from modelaudit.explain import gradcam as library_gradcam
+        from modelaudit.explainers import gradcam as library_gradcam
     except ImportError:
         return {}
     ours = cams / cams.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)  # min is 0 after ReLU

@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modelaudit.capture.state import preserved_state
 from modelaudit.errors import InvalidInputError
+from modelaudit.hooks.state import preserved_state
 from modelaudit.measure._validate import check_images, check_maps, check_same_size
 from modelaudit.targets import Target, resolve_class_targets, target_scores
 

@@ -33,8 +33,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from modelaudit.capture.layers import LayerSpec, resolve_layers
 from modelaudit.errors import InvalidInputError
+from modelaudit.hooks.layers import LayerSpec, resolve_layers
 from modelaudit.measure._explainer import Explainer, run_explainer
 from modelaudit.measure._validate import check_images
 from modelaudit.measure.similarity import Similarity, map_similarity

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modelaudit.capture import resolve_layer
 from modelaudit.errors import InvalidInputError, ModelAuditError
+from modelaudit.hooks import resolve_layer
 from modelaudit.zoo import (
     CLASS_NAMES,
     WEIGHTS_DIR,

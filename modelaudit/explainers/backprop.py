@@ -1,0 +1,240 @@
+"""Input-gradient maps: vanilla gradients, guided backpropagation, Guided Grad-CAM.
+
+These differentiate the target score with respect to the *input*, so the whole model runs
+with a graph (only the input requires grad; parameters do not, and their ``.grad`` is never
+touched). The (N, K, C, H, W) gradient is reduced over the colour channels to one map per
+image with ``reduce=``: ``"abs_max"`` (Simonyan et al., 2014: ``max_c |g_c|``, default),
+``"abs_sum"``, ``"sum"`` or ``"max"``; then ReLU'd and normalised like every map. Maps are
+at input resolution already, so ``upsample`` has no effect. ``layer``/``reshape`` do not
+apply (except Guided Grad-CAM's ``layer``, used for its Grad-CAM factor).
+
+Guided backpropagation (Springenberg et al., 2015) changes the backward pass of every
+``nn.ReLU`` module to pass only positive gradients (``ReLU(grad) * (x > 0)``), through
+forward hooks that are removed in a ``finally``; the model itself is never modified.
+Functional ``F.relu`` calls and other activations keep their ordinary gradient, as in
+Captum and pytorch-grad-cam.
+
+Example:
+    >>> import torch, torch.nn as nn
+    >>> from modelaudit.explainers.backprop import input_gradients
+    >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 2, bias=False))
+    >>> with torch.no_grad():
+    ...     _ = net[1].weight.copy_(torch.tensor([[1.0, -2.0, 0.0, 4.0], [0.0, 0.0, 0.0, 0.0]]))
+    >>> input_gradients(net, torch.zeros(1, 1, 2, 2), target=0, normalize=False)
+    tensor([[[1., 2.],
+             [0., 4.]]])
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from modelaudit.errors import InvalidInputError
+from modelaudit.explainers.engine import (
+    Reshape,
+    TargetScorer,
+    _as_leaf,
+    check_inputs,
+    explaining,
+    gradients_of,
+)
+from modelaudit.explainers.gradient_cams import gradcam
+from modelaudit.explainers.postprocess import finish_maps
+from modelaudit.explainers.registry import register_method
+from modelaudit.hooks.layers import LayerSpec
+from modelaudit.targets import Target
+
+__all__ = ["guided_backprop", "guided_gradcam", "input_gradients", "reduce_channels"]
+
+Reduce = Literal["abs_max", "abs_sum", "sum", "max"]
+
+
+class _PositiveGrad(torch.autograd.Function):
+    """Identity forward; backward lets only positive gradients through."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad.clamp(min=0)
+
+
+def _guided_hook(_m: nn.Module, _a: Any, out: torch.Tensor) -> torch.Tensor:
+    return _PositiveGrad.apply(out)
+
+
+def reduce_channels(grads: torch.Tensor, how: Reduce) -> torch.Tensor:
+    """(..., C, H, W) -> (..., H, W) by ``how`` (see the module docstring).
+
+    Example:
+        >>> import torch
+        >>> reduce_channels(torch.tensor([[[1.0]], [[-3.0]]]), "abs_max")
+        tensor([[3.]])
+    """
+    if how == "abs_max":
+        return grads.abs().amax(dim=-3)
+    if how == "abs_sum":
+        return grads.abs().sum(dim=-3)
+    if how == "sum":
+        return grads.sum(dim=-3)
+    if how == "max":
+        return grads.amax(dim=-3)
+    raise InvalidInputError(f"reduce must be 'abs_max', 'abs_sum', 'sum' or 'max'; got {how!r}")
+
+
+def _input_grads(
+    model: nn.Module, inputs: torch.Tensor, target: Target, guided: bool
+) -> tuple[torch.Tensor, TargetScorer]:
+    """(N, K, C, H, W) d score / d input, call inside :func:`explaining`."""
+    leaf = _as_leaf(inputs)
+    handles = []
+    if guided:
+        handles = [
+            m.register_forward_hook(_guided_hook) for m in model.modules() if isinstance(m, nn.ReLU)
+        ]
+    try:
+        with torch.enable_grad():
+            out = model(leaf)
+            scorer = TargetScorer(out, target, inputs.shape[0])
+            scores = scorer.scores(out)
+    finally:
+        for h in handles:
+            h.remove()
+    return gradients_of(scores, [leaf])[0], scorer
+
+
+def _no_layer(method: str, layer: Any, reshape: Any) -> None:
+    if layer is not None or reshape is not None:
+        raise InvalidInputError(
+            f"{method} explains the input pixels: layer= and reshape= do not apply."
+        )
+
+
+def _finish(maps: torch.Tensor, scorer: TargetScorer, relu: bool, normalize: bool) -> torch.Tensor:
+    out = finish_maps([maps], maps.shape[-2:], relu=relu, normalize=normalize, upsample=False)
+    return out[:, 0] if scorer.single else out
+
+
+@register_method("input_gradients")
+def input_gradients(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    target: Target = None,
+    layer: LayerSpec | None = None,
+    *,
+    reshape: Reshape | None = None,
+    relu: bool = True,
+    normalize: bool = True,
+    upsample: bool = True,
+    reduce: Reduce = "abs_max",
+) -> torch.Tensor:
+    """Vanilla gradient saliency: ``reduce_c(dS / dx_c)`` (Simonyan et al., 2014).
+
+    Args:
+        reduce: how colour channels become one map (module docstring).
+
+    Other arguments, return value and errors as :func:`~modelaudit.explainers.gradcam`
+    (``layer`` and ``reshape`` must be None).
+
+    Example:
+        >>> import torch, torch.nn as nn
+        >>> _ = torch.manual_seed(0)
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        ...                     nn.Flatten(), nn.Linear(4, 5))
+        >>> x = torch.rand(2, 3, 16, 16)
+        >>> input_gradients(net, x, target=1).shape
+        torch.Size([2, 16, 16])
+    """
+    _no_layer("input_gradients", layer, reshape)
+    check_inputs(inputs)
+    with explaining(model):
+        grads, scorer = _input_grads(model, inputs, target, guided=False)
+    return _finish(reduce_channels(grads, reduce), scorer, relu, normalize)
+
+
+@register_method("guided_backprop")
+def guided_backprop(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    target: Target = None,
+    layer: LayerSpec | None = None,
+    *,
+    reshape: Reshape | None = None,
+    relu: bool = True,
+    normalize: bool = True,
+    upsample: bool = True,
+    reduce: Reduce = "abs_max",
+) -> torch.Tensor:
+    """Guided backpropagation (Springenberg et al., 2015), reduced over colour channels.
+
+    Args:
+        reduce: how colour channels become one map (module docstring).
+
+    Other arguments, return value and errors as :func:`~modelaudit.explainers.gradcam`
+    (``layer`` and ``reshape`` must be None).
+
+    Example:
+        >>> import torch, torch.nn as nn
+        >>> _ = torch.manual_seed(0)
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        ...                     nn.Flatten(), nn.Linear(4, 5))
+        >>> x = torch.rand(2, 3, 16, 16)
+        >>> guided_backprop(net, x, target=1, reduce="abs_sum").shape
+        torch.Size([2, 16, 16])
+    """
+    _no_layer("guided_backprop", layer, reshape)
+    check_inputs(inputs)
+    with explaining(model):
+        grads, scorer = _input_grads(model, inputs, target, guided=True)
+    return _finish(reduce_channels(grads, reduce), scorer, relu, normalize)
+
+
+@register_method("guided_gradcam")
+def guided_gradcam(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    target: Target = None,
+    layer: LayerSpec | None = None,
+    *,
+    reshape: Reshape | None = None,
+    relu: bool = True,
+    normalize: bool = True,
+    upsample: bool = True,
+    reduce: Reduce = "abs_max",
+) -> torch.Tensor:
+    """Guided Grad-CAM (Selvaraju et al., 2017): guided backprop times the Grad-CAM map.
+
+    ``reduce_c(G_c * L)`` with ``G`` the guided-backprop gradient (N, K, C, H, W) and ``L``
+    the Grad-CAM map at ``layer`` (ReLU'd, upsampled, normalised as :func:`gradcam`).
+
+    Args:
+        reduce: how colour channels become one map (module docstring).
+
+    Other arguments, return value and errors as :func:`~modelaudit.explainers.gradcam`.
+
+    Example:
+        >>> import torch, torch.nn as nn
+        >>> _ = torch.manual_seed(0)
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        ...                     nn.Flatten(), nn.Linear(4, 5))
+        >>> x = torch.rand(2, 3, 16, 16)
+        >>> guided_gradcam(net, x, target=1, layer="1").shape
+        torch.Size([2, 16, 16])
+    """
+    check_inputs(inputs)
+    with explaining(model):
+        grads, scorer = _input_grads(model, inputs, target, guided=True)
+    cams = gradcam(model, inputs, scorer.fixed_target(), layer, reshape=reshape)
+    cams = cams if not scorer.single else cams[:, None]
+    return _finish(reduce_channels(grads * cams[:, :, None], reduce), scorer, relu, normalize)

@@ -1,0 +1,326 @@
+"""Score-CAM and its smoothed (SS-CAM) and integrated (IS-CAM) variants: no gradients.
+
+Each channel ``A_k`` of the layer becomes a mask ``M_k``: upsampled bilinearly
+(``align_corners=False``) to the input size and scaled to [0, 1] per channel by
+``(x - min) / (max - min + eps)`` (:func:`normalize_maps`). The model scores the masked
+input ``M_k * x``; the channel weights are ``w_k = softmax_k(S(M_k * x))`` (softmax over channels of the target's
+raw score) and the map is ``ReLU(sum_k w_k A_k)``.
+
+This is pytorch-grad-cam's and TorchCAM's convention. TorchCAM subtracts the score of a
+baseline first, and the paper (Wang et al., 2020) writes ``f(M_k * x) - f(x_b)``; a
+per-sample constant cancels in the softmax, so the maps are identical. The authors'
+reference code instead weights each channel by the class *probability*
+``softmax_c(f(M_k * x))`` with no channel softmax: pass ``weights="probability"``.
+pytorch-grad-cam upsamples with ``align_corners=True``.
+
+Efficiency: masked inputs run in batches of ``batch_size`` under ``torch.inference_mode``.
+A channel that is constant over the map has an all-zero mask, so its masked input is the
+same for every such channel: it is scored once per sample (not once per channel) and the
+softmax still counts every channel, so the weights are exactly those of the full method.
+
+Example:
+    >>> import torch, torch.nn as nn
+    >>> from modelaudit.explainers.score_cams import scorecam
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+    ...                     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    >>> scorecam(net, torch.rand(2, 3, 8, 8), target=3, layer="1").shape
+    torch.Size([2, 8, 8])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import nn
+
+from modelaudit.errors import InvalidInputError
+from modelaudit.explainers.base import CamContext, Formula, run_cam
+from modelaudit.explainers.engine import Reshape
+from modelaudit.explainers.gradient_cams import weighted_sum
+from modelaudit.explainers.postprocess import normalize_maps, upsample_maps
+from modelaudit.explainers.registry import register_method
+from modelaudit.hooks.layers import LayerSpec
+from modelaudit.targets import Target
+
+__all__ = ["iscam", "masked_scores", "scorecam", "sscam"]
+
+# (mask (B, 1, H, W), inputs (B, C, H, W)) -> masked inputs (B, C, H, W)
+Variant = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Weights = Literal["softmax", "probability"]
+
+
+def _check_options(batch_size: int, num_samples: int, weights: str) -> None:
+    if batch_size < 1 or num_samples < 1:
+        raise InvalidInputError(
+            f"batch_size and num_samples must be >= 1; got {batch_size}, {num_samples}"
+        )
+    if weights not in ("softmax", "probability"):
+        raise InvalidInputError(f"weights must be 'softmax' or 'probability'; got {weights!r}")
+
+
+def masked_scores(
+    ctx: CamContext,
+    acts: torch.Tensor,
+    variants: list[Variant],
+    *,
+    batch_size: int,
+    probability: bool = False,
+) -> torch.Tensor:
+    """Mean over ``variants`` of the target scores of masked inputs: (N, K, C).
+
+    Channels constant over the map share one all-zero-mask forward per sample.
+    """
+    n, c = acts.shape[:2]
+    scorer, x = ctx.scorer, ctx.inputs
+    flat = acts.flatten(2)
+    active = flat.amax(-1) > flat.amin(-1)  # (N, C): the mask is not all zero
+
+    def score(masks: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+        total = None
+        for variant in variants:
+            with torch.inference_mode():
+                out = ctx.model(variant(masks, x[samples]))
+                if probability:
+                    out = torch.softmax(out, dim=1)
+                rows = scorer.rows(out, samples).clone()
+            total = rows if total is None else total + rows
+        assert total is not None
+        return total.clone() / len(variants)  # clone: a normal tensor, not an inference one
+
+    scores = torch.zeros(n, scorer.k, c, dtype=acts.dtype, device=acts.device)
+    if scorer.is_callable:  # the callable needs whole batches of N rows
+        chans = active.any(0).nonzero().flatten()
+        pairs = torch.stack(
+            [torch.arange(n).repeat(len(chans)), chans.cpu().repeat_interleave(n)], dim=1
+        )
+        step = max(1, batch_size // n) * n
+        skipped = ~active.any(0, keepdim=True).expand(n, c)
+    else:
+        pairs = active.nonzero().cpu()
+        step = batch_size
+        skipped = ~active
+    for chunk in pairs.split(step):
+        ni, ci = chunk[:, 0], chunk[:, 1]
+        maps = upsample_maps(acts[ni.to(acts.device), ci.to(acts.device)], x.shape[-2:])
+        masks = normalize_maps(maps)[:, None].to(x.dtype)
+        scores[ni, :, ci] = score(masks, ni).to(scores.dtype)
+    if bool(skipped.any()):
+        zero = score(
+            torch.zeros(n, 1, *x.shape[-2:], dtype=x.dtype, device=x.device), torch.arange(n)
+        )
+        scores = torch.where(skipped[:, None, :], zero.to(scores.dtype)[:, :, None], scores)
+    return scores
+
+
+def _score_formula(
+    variants: Callable[[], list[Variant]], weights: Weights, batch_size: int
+) -> Formula:
+    def formula(ctx: CamContext) -> list[torch.Tensor]:
+        if weights == "probability":
+            ctx.scorer.class_indices('weights="probability"')
+        out = []
+        for a in ctx.activations:
+            s = masked_scores(
+                ctx, a, variants(), batch_size=batch_size, probability=weights == "probability"
+            )
+            w = torch.softmax(s, dim=-1) if weights == "softmax" else s
+            out.append(weighted_sum(w, a))
+        return out
+
+    return formula
+
+
+def _generator(seed: int | None) -> torch.Generator | None:
+    return torch.Generator().manual_seed(seed) if seed is not None else None
+
+
+def _noise(like: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    return torch.randn(like.shape, generator=gen, dtype=like.dtype).to(like.device)
+
+
+@register_method("scorecam")
+def scorecam(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    target: Target = None,
+    layer: LayerSpec | None = None,
+    *,
+    reshape: Reshape | None = None,
+    relu: bool = True,
+    normalize: bool = True,
+    upsample: bool = True,
+    batch_size: int = 32,
+    weights: Weights = "softmax",
+) -> torch.Tensor:
+    """Score-CAM (Wang et al., 2020); formula and conventions in the module docstring.
+
+    Costs one forward per non-constant channel and sample (batched).
+
+    Args:
+        batch_size: masked inputs per forward.
+        weights: ``"softmax"`` (over channels, as the peers) or ``"probability"`` (class
+            probability of each masked input, as the authors' code; class targets only).
+
+    Other arguments, return value and errors as :func:`~modelaudit.explainers.gradcam`.
+
+    Example:
+        >>> import torch, torch.nn as nn
+        >>> _ = torch.manual_seed(0)
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        ...                     nn.Flatten(), nn.Linear(4, 5))
+        >>> x = torch.rand(2, 3, 16, 16)
+        >>> scorecam(net, x, target=3, layer="1", batch_size=8).shape
+        torch.Size([2, 16, 16])
+    """
+    _check_options(batch_size, 1, weights)
+
+    def variants() -> list[Variant]:
+        return [lambda m, x: m * x]
+
+    return run_cam(
+        model,
+        inputs,
+        target,
+        layer,
+        _score_formula(variants, weights, batch_size),
+        gradients=False,
+        reshape=reshape,
+        relu=relu,
+        normalize=normalize,
+        upsample=upsample,
+    )
+
+
+@register_method("sscam")
+def sscam(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    target: Target = None,
+    layer: LayerSpec | None = None,
+    *,
+    reshape: Reshape | None = None,
+    relu: bool = True,
+    normalize: bool = True,
+    upsample: bool = True,
+    batch_size: int = 32,
+    num_samples: int = 10,
+    std: float = 2.0,
+    noise: Literal["mask", "input"] = "mask",
+    seed: int | None = 0,
+    weights: Weights = "softmax",
+) -> torch.Tensor:
+    """SS-CAM (Wang, Naidu et al., 2020): Score-CAM with scores averaged over noise.
+
+    ``w_k = softmax_k(mean_i S((M_k + e_i) * x))`` with ``e_i ~ N(0, std^2)`` per pixel
+    (``noise="mask"``, the paper's SS-CAM(1) and TorchCAM's choice; the paper uses N = 10,
+    sigma = 2, TorchCAM 35 samples), or ``S(M_k * (x + e_i))`` (``noise="input"``,
+    SS-CAM(2)). Constant channels share one noisy estimate per sample (same distribution as
+    scoring each of them separately). Costs ``num_samples`` times Score-CAM.
+
+    Args:
+        batch_size: masked inputs per forward.
+        num_samples: noise draws averaged per channel.
+        std: the noise's standard deviation (on the [0, 1] mask, or on the input).
+        noise: ``"mask"`` or ``"input"``.
+        seed: seed of the noise (``None``: torch's global generator).
+        weights: as :func:`scorecam`.
+
+    Other arguments, return value and errors as :func:`~modelaudit.explainers.gradcam`.
+
+    Example:
+        >>> import torch, torch.nn as nn
+        >>> _ = torch.manual_seed(0)
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        ...                     nn.Flatten(), nn.Linear(4, 5))
+        >>> x = torch.rand(2, 3, 16, 16)
+        >>> sscam(net, x, target=3, layer="1", num_samples=2).shape
+        torch.Size([2, 16, 16])
+    """
+    _check_options(batch_size, num_samples, weights)
+    if noise not in ("mask", "input") or std < 0:
+        raise InvalidInputError(
+            f"noise must be 'mask' or 'input' and std >= 0; got {noise!r}, {std}"
+        )
+
+    def variants() -> list[Variant]:
+        gen = _generator(seed)
+        if noise == "mask":
+            return [lambda m, x: (m + std * _noise(m, gen)) * x for _ in range(num_samples)]
+        return [lambda m, x: m * (x + std * _noise(x, gen)) for _ in range(num_samples)]
+
+    return run_cam(
+        model,
+        inputs,
+        target,
+        layer,
+        _score_formula(variants, weights, batch_size),
+        gradients=False,
+        reshape=reshape,
+        relu=relu,
+        normalize=normalize,
+        upsample=upsample,
+    )
+
+
+@register_method("iscam")
+def iscam(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    target: Target = None,
+    layer: LayerSpec | None = None,
+    *,
+    reshape: Reshape | None = None,
+    relu: bool = True,
+    normalize: bool = True,
+    upsample: bool = True,
+    batch_size: int = 32,
+    num_samples: int = 10,
+    weights: Weights = "softmax",
+) -> torch.Tensor:
+    """IS-CAM (Naidu et al., 2020): Score-CAM integrated along the path from 0 to the mask.
+
+    ``w_k = softmax_k(1/n sum_{i=1..n} S((i/n) M_k * x))``, a Riemann sum of the score
+    along the straight path from the black image to the masked input (the integrated
+    gradients idea the paper borrows). TorchCAM's ``ISCAM`` scales the i-th mask by the
+    cumulative sum ``sum_{j<=i} j/n`` instead (up to ``(n+1)/2`` times the mask).
+    Costs ``num_samples`` times Score-CAM.
+
+    Args:
+        batch_size: masked inputs per forward.
+        num_samples: integration steps ``n``.
+        weights: as :func:`scorecam`.
+
+    Other arguments, return value and errors as :func:`~modelaudit.explainers.gradcam`.
+
+    Example:
+        >>> import torch, torch.nn as nn
+        >>> _ = torch.manual_seed(0)
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        ...                     nn.Flatten(), nn.Linear(4, 5))
+        >>> x = torch.rand(2, 3, 16, 16)
+        >>> iscam(net, x, target=3, layer="1", num_samples=2).shape
+        torch.Size([2, 16, 16])
+    """
+    _check_options(batch_size, num_samples, weights)
+
+    def scaled(f: float) -> Variant:
+        return lambda m, x: (f * m) * x
+
+    def variants() -> list[Variant]:
+        return [scaled((i + 1) / num_samples) for i in range(num_samples)]
+
+    return run_cam(
+        model,
+        inputs,
+        target,
+        layer,
+        _score_formula(variants, weights, batch_size),
+        gradients=False,
+        reshape=reshape,
+        relu=relu,
+        normalize=normalize,
+        upsample=upsample,
+    )
