@@ -29,4 +29,4 @@ def test_map_is_stable_under_small_noise(audit_model, shapes, cam_layer, audit):
         layer=cam_layer,
     )
     mean_change = sum(record.values) / len(record.values)
-    audit.metric("map_change_noise", mean_change, direction="lower", tolerance=0.5)
+    audit.metric("mean_map_change_noise", mean_change, direction="lower", tolerance=0.5)

@@ -654,7 +654,7 @@ class _AuditSession:
             notes.append(f"baseline: {self.opts.baseline}")
         html = write_html(self.entries, self.opts.report_dir / REPORT_HTML, notes=notes)
         data = write_json(self.entries, self.opts.report_dir / REPORT_JSON)
-        self.outputs = [str(html), str(data)]
+        self.outputs = [str(html.resolve()), str(data.resolve())]
 
     def _update_baseline(self, path: Path) -> None:
         from modelaudit.baseline import Baseline
