@@ -45,7 +45,7 @@ from modelaudit.explainers.registry import register_method
 from modelaudit.hooks.layers import LayerSpec
 from modelaudit.targets import Target
 
-__all__ = ["iscam", "masked_scores", "scorecam", "sscam"]
+__all__ = ["iscam", "masked_scores", "scorecam", "sscam", "top_variance_channels"]
 
 # (mask (B, 1, H, W), inputs (B, C, H, W)) -> masked inputs (B, C, H, W)
 Variant = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -68,15 +68,19 @@ def masked_scores(
     *,
     batch_size: int,
     probability: bool = False,
+    keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean over ``variants`` of the target scores of masked inputs: (N, K, C).
 
-    Channels constant over the map share one all-zero-mask forward per sample.
+    Channels constant over the map share one all-zero-mask forward per sample. With
+    ``keep`` (N, C) bool, only those channels are scored (the others' scores are 0).
     """
     n, c = acts.shape[:2]
     scorer, x = ctx.scorer, ctx.inputs
     flat = acts.flatten(2)
-    active = flat.amax(-1) > flat.amin(-1)  # (N, C): the mask is not all zero
+    if keep is None:
+        keep = torch.ones(n, c, dtype=torch.bool, device=acts.device)
+    active = (flat.amax(-1) > flat.amin(-1)) & keep  # (N, C): a kept, non-zero mask
 
     def score(masks: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
         total = None
@@ -97,11 +101,11 @@ def masked_scores(
             [torch.arange(n).repeat(len(chans)), chans.cpu().repeat_interleave(n)], dim=1
         )
         step = max(1, batch_size // n) * n
-        skipped = ~active.any(0, keepdim=True).expand(n, c)
+        skipped = ~active.any(0, keepdim=True).expand(n, c) & keep
     else:
         pairs = active.nonzero().cpu()
         step = batch_size
-        skipped = ~active
+        skipped = ~active & keep
     for chunk in pairs.split(step):
         ni, ci = chunk[:, 0], chunk[:, 1]
         maps = upsample_maps(acts[ni.to(acts.device), ci.to(acts.device)], x.shape[-2:])
@@ -115,17 +119,48 @@ def masked_scores(
     return scores
 
 
+def top_variance_channels(acts: torch.Tensor, top_k: int) -> torch.Tensor:
+    """(N, C) bool: each sample's ``top_k`` channels of largest spatial variance.
+
+    Faster Score-CAM (Wang et al., 2020, the authors' follow-up note) scores only these
+    channels: low-variance channels make nearly uniform masks that barely move the score.
+
+    Example:
+        >>> import torch
+        >>> acts = torch.zeros(1, 3, 2, 2)
+        >>> acts[0, 1] = torch.tensor([[0.0, 4.0], [4.0, 0.0]])
+        >>> acts[0, 2] = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+        >>> top_variance_channels(acts, 1).tolist()
+        [[False, True, False]]
+    """
+    n, c = acts.shape[:2]
+    keep = torch.zeros(n, c, dtype=torch.bool, device=acts.device)
+    chosen = acts.flatten(2).var(dim=-1).topk(min(top_k, c), dim=1).indices
+    return keep.scatter_(1, chosen, True)
+
+
 def _score_formula(
-    variants: Callable[[], list[Variant]], weights: Weights, batch_size: int
+    variants: Callable[[], list[Variant]],
+    weights: Weights,
+    batch_size: int,
+    top_k: int | None = None,
 ) -> Formula:
     def formula(ctx: CamContext) -> list[torch.Tensor]:
         if weights == "probability":
             ctx.scorer.class_indices('weights="probability"')
         out = []
         for a in ctx.activations:
+            keep = None if top_k is None else top_variance_channels(a, top_k)
             s = masked_scores(
-                ctx, a, variants(), batch_size=batch_size, probability=weights == "probability"
+                ctx,
+                a,
+                variants(),
+                batch_size=batch_size,
+                probability=weights == "probability",
+                keep=keep,
             )
+            if keep is not None:  # channels not scored get weight 0
+                s = s.masked_fill(~keep[:, None, :], float("-inf") if weights == "softmax" else 0)
             w = torch.softmax(s, dim=-1) if weights == "softmax" else s
             out.append(weighted_sum(w, a))
         return out
@@ -154,15 +189,20 @@ def scorecam(
     upsample: bool = True,
     batch_size: int = 32,
     weights: Weights = "softmax",
+    top_k: int | None = None,
 ) -> torch.Tensor:
     """Score-CAM (Wang et al., 2020); formula and conventions in the module docstring.
 
-    Costs one forward per non-constant channel and sample (batched).
+    Costs one forward per non-constant channel and sample (batched). ``top_k=k`` is the
+    fast mode (Faster Score-CAM): only each sample's ``k`` channels of largest spatial
+    variance are scored and weighted (softmax over those ``k``), the rest get weight 0, so
+    it costs ``k`` forwards per sample instead of ``C``.
 
     Args:
         batch_size: masked inputs per forward.
         weights: ``"softmax"`` (over channels, as the peers) or ``"probability"`` (class
             probability of each masked input, as the authors' code; class targets only).
+        top_k: score only the ``top_k`` highest-variance channels (None: all, exact).
 
     Other arguments, return value and errors as :func:`~modelaudit.explainers.gradcam`.
 
@@ -176,6 +216,8 @@ def scorecam(
         torch.Size([2, 16, 16])
     """
     _check_options(batch_size, 1, weights)
+    if top_k is not None and top_k < 1:
+        raise InvalidInputError(f"top_k must be >= 1 (or None for exact Score-CAM); got {top_k}")
 
     def variants() -> list[Variant]:
         return [lambda m, x: m * x]
@@ -185,7 +227,7 @@ def scorecam(
         inputs,
         target,
         layer,
-        _score_formula(variants, weights, batch_size),
+        _score_formula(variants, weights, batch_size, top_k),
         gradients=False,
         reshape=reshape,
         relu=relu,

@@ -421,3 +421,9 @@ def test_target_scorer_fixes_predicted_classes():
     # rows of a later batch are scored for the class predicted on the first output
     torch.testing.assert_close(scorer.rows(later, torch.tensor([0, 1, 0, 1])),
                                torch.tensor([[0.0], [0.0], [2.0], [3.0]]))  # fmt: skip
+
+
+def test_fast_scorecam_rejects_a_non_positive_top_k():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with pytest.raises(InvalidInputError, match="top_k must be >= 1"):
+        scorecam(net, torch.rand(1, 3, 8, 8), 0, "1", top_k=0)

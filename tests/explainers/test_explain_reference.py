@@ -138,16 +138,16 @@ def upsampled_mask(a_k, size):
     return minmax(m)
 
 
-def loop_scorecam(model, x, a, cls, scales=(1.0,)):
-    c = a.shape[0]
-    scores = []
-    for k in range(c):
+def loop_scorecam(model, x, a, cls, scales=(1.0,), channels=None):
+    channels = range(a.shape[0]) if channels is None else channels
+    scores = {}
+    for k in channels:
         mask = upsampled_mask(a[k], x.shape[-2:])
-        scores.append(sum(score_of(model, x * s * mask, cls) for s in scales) / len(scales))
-    top = max(scores)
-    exps = [math.exp(s - top) for s in scores]
-    weights = [e / sum(exps) for e in exps]
-    return sum(wk * a[k] for k, wk in enumerate(weights))
+        scores[k] = sum(score_of(model, x * s * mask, cls) for s in scales) / len(scales)
+    top = max(scores.values())
+    exps = {k: math.exp(v - top) for k, v in scores.items()}
+    total = sum(exps.values())
+    return sum((e / total) * a[k] for k, e in exps.items())
 
 
 def loop_ablationcam(model, x, layer, a, cls):
@@ -250,6 +250,24 @@ def test_scorecam_matches_loop(small_net, batch):
         torch.testing.assert_close(
             got[n], loop_scorecam(small_net, x, a, cls), rtol=1e-6, atol=1e-9
         )
+
+
+@pytest.mark.parametrize("top_k", [1, 2])
+def test_fast_scorecam_matches_loop_over_the_highest_variance_channels(small_net, batch, top_k):
+    got = scorecam(small_net, batch, TARGETS, "r2", top_k=top_k, **RAW)
+    for n, cls in enumerate(TARGETS):
+        x = batch[n : n + 1]
+        a, _ = act_and_grad(small_net, x, small_net.r2, cls)
+        variance = a.reshape(a.shape[0], -1).numpy().var(axis=1, ddof=1)
+        chosen = [int(k) for k in np.argsort(-variance)[:top_k]]
+        want = loop_scorecam(small_net, x, a, cls, channels=chosen)
+        torch.testing.assert_close(got[n], want, rtol=1e-6, atol=1e-9)
+
+
+def test_fast_scorecam_with_every_channel_is_exact(small_net, batch):
+    exact = scorecam(small_net, batch, TARGETS, "r2", **RAW)
+    every = scorecam(small_net, batch, TARGETS, "r2", top_k=10_000, **RAW)
+    torch.testing.assert_close(every, exact, rtol=1e-12, atol=0.0)
 
 
 def test_iscam_matches_loop(small_net, batch):
