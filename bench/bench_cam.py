@@ -286,6 +286,12 @@ def _rows(records: list[dict[str, Any]], cols: list[str]) -> list[list[Any]]:
 def print_tables(res: dict[str, Any]) -> None:
     c = res["config"]
     clock = f"{c['clock']} ms"
+    if res["family"]:
+        _print_family(res, c, clock)
+    _print_scorecam(res, c, clock)
+
+
+def _print_family(res: dict[str, Any], c: dict[str, Any], clock: str) -> None:
     say(
         f"\n### CAM speed and agreement (resnet50, batch {c['batch']}, {c['size']}x{c['size']}, "
         f"{c['clock']} time, median of {c['reps']} interleaved reps)"
@@ -296,6 +302,9 @@ def print_tables(res: dict[str, Any]) -> None:
     head = ["layer", "method", "impl", clock, "wall ms", "x forward", "x floor"]
     head += ["max|d| vs ours", "max|d| vs ref"]
     say(table(head, _rows(res["family"], cols)))
+
+
+def _print_scorecam(res: dict[str, Any], c: dict[str, Any], clock: str) -> None:
     if res.get("scorecam"):
         say(
             f"\n### Score-CAM exact and fast ({c['scorecam_model']}, batch {c['scorecam_batch']}, "
@@ -331,6 +340,7 @@ def main() -> None:
     p.add_argument("--shipped-n", type=int, default=32)
     p.add_argument("--shipped-top-k", type=int, nargs="+", default=[4, 8, 16])
     p.add_argument("--skip-scorecam", action="store_true")
+    p.add_argument("--skip-family", action="store_true", help="only the Score-CAM parts")
     add_timing_args(p)
     p.add_argument("--quick", action="store_true", help="batch 2, 1 rep, layer4 only: a smoke run")
     args = p.parse_args()
@@ -345,7 +355,7 @@ def main() -> None:
         "machine": machine(),
         "peers_skipped": skip,
     }
-    res["family"] = family(args, skip)
+    res["family"] = [] if args.skip_family else family(args, skip)
     if not args.skip_scorecam:
         res["scorecam"] = scorecam(args, skip)
         res["shipped"] = fast_on_shipped(args)

@@ -13,7 +13,9 @@ reference code instead weights each channel by the class *probability*
 ``softmax_c(f(M_k * x))`` with no channel softmax: pass ``weights="probability"``.
 pytorch-grad-cam upsamples with ``align_corners=True``.
 
-Efficiency: masked inputs run in batches of ``batch_size`` under ``torch.inference_mode``.
+Efficiency: masked inputs run in batches of ``batch_size`` (default 8: on CPU, bench/
+measured batches of 4-8 15-20% faster per image than 32, and leaner) under
+``torch.inference_mode``.
 A channel that is constant over the map has an all-zero mask, so its masked input is the
 same for every such channel: it is scored once per sample (not once per channel) and the
 softmax still counts every channel, so the weights are exactly those of the full method.
@@ -187,7 +189,7 @@ def scorecam(
     relu: bool = True,
     normalize: bool = True,
     upsample: bool = True,
-    batch_size: int = 32,
+    batch_size: int = 8,
     weights: Weights = "softmax",
     top_k: int | None = None,
 ) -> torch.Tensor:
@@ -247,7 +249,7 @@ def sscam(
     relu: bool = True,
     normalize: bool = True,
     upsample: bool = True,
-    batch_size: int = 32,
+    batch_size: int = 8,
     num_samples: int = 10,
     std: float = 2.0,
     noise: Literal["mask", "input"] = "mask",
@@ -318,7 +320,7 @@ def iscam(
     relu: bool = True,
     normalize: bool = True,
     upsample: bool = True,
-    batch_size: int = 32,
+    batch_size: int = 8,
     num_samples: int = 10,
     weights: Weights = "softmax",
 ) -> torch.Tensor:
