@@ -43,8 +43,13 @@ Target: TypeAlias = (
 )
 
 
-def resolve_class_targets(output: torch.Tensor, target: Target) -> torch.Tensor:
+def resolve_class_targets(
+    output: torch.Tensor, target: Target, *, first_sample: int = 0
+) -> torch.Tensor:
     """Return class indices as a long tensor of shape (N,) or (N, K) on ``output``'s device.
+
+    ``first_sample`` is the batch position of ``output``'s first row (for messages only,
+    when a batch is processed in parts).
 
     Raises:
         InvalidInputError: the output is not (N, classes), the target has the wrong length
@@ -87,8 +92,8 @@ def resolve_class_targets(output: torch.Tensor, target: Target) -> torch.Tensor:
     if bad.any():
         where = bad.nonzero()[0].tolist()
         raise InvalidInputError(
-            f"target class {idx[tuple(where)].item()} for sample {where[0]} is out of range: "
-            f"the model has {classes} classes (valid: 0..{classes - 1})."
+            f"target class {idx[tuple(where)].item()} for sample {where[0] + first_sample} is "
+            f"out of range: the model has {classes} classes (valid: 0..{classes - 1})."
         )
     return idx
 

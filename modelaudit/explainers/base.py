@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from modelaudit.explainers.engine import (
+    BatchSize,
     LayerCapture,
     Reshape,
     TargetScorer,
@@ -92,15 +93,25 @@ def run_cam(
     relu: bool = True,
     normalize: bool = True,
     upsample: bool = True,
+    batch_size: BatchSize = None,
 ) -> torch.Tensor:
     """Explain ``inputs`` with ``formula``: (N, H, W) maps, or (N, K, H, W) for K targets.
 
-    Model state is restored and no hook is left, whatever happens.
+    Model state is restored and no hook is left, whatever happens. ``batch_size``: samples
+    per forward and backward pass of the engine (:func:`capture_layers`); None: all.
     """
     check_inputs(inputs)
     with explaining(model):
         layers = select_layers(model, inputs, layer)
-        cap = capture_layers(model, inputs, layers, target, gradients=gradients, reshape=reshape)
+        cap = capture_layers(
+            model,
+            inputs,
+            layers,
+            target,
+            gradients=gradients,
+            reshape=reshape,
+            batch_size=batch_size,
+        )
         ctx = CamContext(model, inputs, layers, cap, reshape)
         raw = formula(ctx)
     maps = finish_maps(

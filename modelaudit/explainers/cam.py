@@ -121,7 +121,8 @@ def cam(
         ...                     nn.Flatten(), nn.Linear(4, 5))
         >>> x = torch.rand(2, 3, 16, 16)
         >>> from modelaudit.explainers import hirescam  # equal on a GAP -> Linear head
-        >>> torch.allclose(cam(net, x, target=2, layer="1"), hirescam(net, x, target=2, layer="1"))
+        >>> gap = cam(net, x, target=2, layer="1") - hirescam(net, x, target=2, layer="1")
+        >>> bool(gap.abs().max() < 1e-6)  # float rounding apart
         True
     """
 

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from modelaudit.explainers.base import CamContext, run_cam
-from modelaudit.explainers.engine import Reshape
+from modelaudit.explainers.engine import GRADIENT_BATCH_SIZE, BatchSize, Reshape
 from modelaudit.explainers.registry import register_method
 from modelaudit.hooks.layers import LayerSpec
 from modelaudit.targets import Target
@@ -127,6 +127,7 @@ def eigengradcam(
     relu: bool = True,
     normalize: bool = True,
     upsample: bool = True,
+    batch_size: BatchSize = GRADIENT_BATCH_SIZE,
     center: bool = True,
 ) -> torch.Tensor:
     """EigenGrad-CAM (pytorch-grad-cam): first principal component of ``g * A``.
@@ -167,4 +168,5 @@ def eigengradcam(
         relu=relu,
         normalize=normalize,
         upsample=upsample,
+        batch_size=batch_size,
     )

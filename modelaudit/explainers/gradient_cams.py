@@ -25,7 +25,7 @@ import torch
 
 from modelaudit.errors import InvalidInputError
 from modelaudit.explainers.base import CamContext, run_cam
-from modelaudit.explainers.engine import Reshape, capture_layers
+from modelaudit.explainers.engine import GRADIENT_BATCH_SIZE, BatchSize, Reshape, capture_layers
 from modelaudit.explainers.registry import register_method
 from modelaudit.hooks.layers import LayerSpec
 from modelaudit.targets import Target
@@ -69,6 +69,7 @@ def gradcam(
     relu: bool = True,
     normalize: bool = True,
     upsample: bool = True,
+    batch_size: BatchSize = GRADIENT_BATCH_SIZE,
 ) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al., 2017): ``ReLU(sum_k w_k A_k)``, ``w_k = mean_ij g_k``.
 
@@ -92,6 +93,12 @@ def gradcam(
             keeps raw values.
         upsample: resize bilinearly (``align_corners=False``) to H x W; ``False`` keeps the
             layer's resolution.
+        batch_size: samples per forward and backward pass, which bounds the autograd
+            graph's memory (the maps do not depend on it). ``"auto"``: two samples, then as
+            many per pass as keep the graph under 64 MB
+            (:data:`~modelaudit.explainers.engine.GRAPH_BUDGET_BYTES`); an int: that many;
+            ``None``: the whole batch at once (fastest on a GPU). A callable target sees the
+            whole batch, so it always takes one pass.
 
     Returns:
         Detached float maps (N, H, W), or (N, K, H, W) for K targets per sample, on the
@@ -128,6 +135,7 @@ def gradcam(
         relu=relu,
         normalize=normalize,
         upsample=upsample,
+        batch_size=batch_size,
     )
 
 
@@ -162,6 +170,7 @@ def gradcam_pp(
     relu: bool = True,
     normalize: bool = True,
     upsample: bool = True,
+    batch_size: BatchSize = GRADIENT_BATCH_SIZE,
 ) -> torch.Tensor:
     """Grad-CAM++ (Chattopadhyay et al., 2018), eq. 19 with the exponential-score trick.
 
@@ -195,6 +204,7 @@ def gradcam_pp(
         relu=relu,
         normalize=normalize,
         upsample=upsample,
+        batch_size=batch_size,
     )
 
 
@@ -209,6 +219,7 @@ def smooth_gradcam_pp(
     relu: bool = True,
     normalize: bool = True,
     upsample: bool = True,
+    batch_size: BatchSize = GRADIENT_BATCH_SIZE,
     num_samples: int = 8,
     noise_level: float = 0.15,
     seed: int | None = 0,
@@ -260,6 +271,7 @@ def smooth_gradcam_pp(
                 ctx.scorer.fixed_target(),
                 gradients=True,
                 reshape=ctx.reshape,
+                batch_size=batch_size,
             )
             assert cap.gradients is not None
             powers = [[g, g.pow(2), g.pow(3)] for g in cap.gradients]
@@ -306,6 +318,7 @@ def xgradcam(
     relu: bool = True,
     normalize: bool = True,
     upsample: bool = True,
+    batch_size: BatchSize = GRADIENT_BATCH_SIZE,
 ) -> torch.Tensor:
     """XGrad-CAM (Fu et al., 2020): ``w_k = sum_ij g_kij A_kij / sum_ab A_kab``.
 
@@ -332,6 +345,7 @@ def xgradcam(
         relu=relu,
         normalize=normalize,
         upsample=upsample,
+        batch_size=batch_size,
     )
 
 
@@ -350,6 +364,7 @@ def hirescam(
     relu: bool = True,
     normalize: bool = True,
     upsample: bool = True,
+    batch_size: BatchSize = GRADIENT_BATCH_SIZE,
 ) -> torch.Tensor:
     """HiResCAM (Draelos & Carin, 2020): ``ReLU(sum_k g_k * A_k)``, element-wise product.
 
@@ -377,6 +392,7 @@ def hirescam(
         relu=relu,
         normalize=normalize,
         upsample=upsample,
+        batch_size=batch_size,
     )
 
 
@@ -397,6 +413,7 @@ def gradcam_elementwise(
     relu: bool = True,
     normalize: bool = True,
     upsample: bool = True,
+    batch_size: BatchSize = GRADIENT_BATCH_SIZE,
 ) -> torch.Tensor:
     """Grad-CAM element-wise (pytorch-grad-cam's ``GradCAMElementWise``): ``sum_k ReLU(g_k * A_k)``.
 
@@ -422,6 +439,7 @@ def gradcam_elementwise(
         relu=relu,
         normalize=normalize,
         upsample=upsample,
+        batch_size=batch_size,
     )
 
 
@@ -442,6 +460,7 @@ def layercam(
     relu: bool = True,
     normalize: bool = True,
     upsample: bool = True,
+    batch_size: BatchSize = GRADIENT_BATCH_SIZE,
 ) -> torch.Tensor:
     """LayerCAM (Jiang et al., 2021): ``ReLU(sum_k ReLU(g_k) * A_k)``.
 
@@ -469,4 +488,5 @@ def layercam(
         relu=relu,
         normalize=normalize,
         upsample=upsample,
+        batch_size=batch_size,
     )

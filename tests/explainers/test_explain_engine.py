@@ -99,16 +99,21 @@ def assert_same_state(before, after):
 
 
 def test_trunk_below_the_layer_runs_without_graph(probed):
-    gradcam(probed, torch.rand(2, 3, 8, 8), 1, "r2")
+    gradcam(probed, torch.rand(2, 3, 8, 8), 1, "r2", batch_size=None)
     assert probed.before.seen == [(False, False)]  # no graph below the layer
     assert probed.after.seen == [(True, True)]  # graph from the layer's leaf on
+    gradcam(probed, torch.rand(2, 3, 8, 8), 1, "r2", batch_size=1)  # the same in every part
+    assert probed.before.seen[1:] == [(False, False)] * 2
+    assert probed.after.seen[1:] == [(True, True)] * 2
 
 
 def test_k_targets_need_one_forward(probed):
     calls = []
     handle = probed.register_forward_pre_hook(lambda m, a: calls.append(a[0].shape[0]))
     try:
-        maps = gradcam(probed, torch.rand(2, 3, 8, 8), [[0, 1, 2], [2, 1, 0]], "r2")
+        maps = gradcam(
+            probed, torch.rand(2, 3, 8, 8), [[0, 1, 2], [2, 1, 0]], "r2", batch_size=None
+        )
     finally:
         handle.remove()
     assert maps.shape == (2, 3, 8, 8)
@@ -187,10 +192,11 @@ def test_no_graph_outlives_the_call():
         nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), keeper, nn.AdaptiveAvgPool2d(1),
         nn.Flatten(), nn.Linear(4, 2),
     )  # fmt: skip
-    maps = gradcam(net, torch.rand(2, 3, 8, 8), 0, "1")
+    maps = gradcam(net, torch.rand(3, 3, 8, 8), 0, "1")
     gc.collect()
     assert maps.grad_fn is None
-    assert [r() is None for r in keeper.refs] == [True]  # the saved activation was freed
+    assert len(keeper.refs) == 2  # "auto": two samples, then the third
+    assert [r() is None for r in keeper.refs] == [True, True]  # saved activations were freed
 
 
 def test_layer_output_modified_in_place_afterwards_is_not_recorded_modified():

@@ -1,0 +1,135 @@
+"""Gradient methods run the batch in parts of ``batch_size`` samples: same maps, bounded graph."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from modelaudit.errors import InvalidInputError
+from modelaudit.explainers import engine, explain
+from modelaudit.explainers.engine import GRADIENT_BATCH_SIZE
+
+GRADIENT_METHODS = [
+    "gradcam",
+    "gradcam_pp",
+    "gradcam_elementwise",
+    "hirescam",
+    "layercam",
+    "xgradcam",
+    "eigengradcam",
+    "smooth_gradcam_pp",
+]
+
+
+def forward_batch_sizes(model: torch.nn.Module) -> tuple[list[int], object]:
+    """Record the batch size of every forward pass of ``model``."""
+    sizes: list[int] = []
+    handle = model.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].shape[0]))
+    return sizes, handle
+
+
+@pytest.mark.parametrize("name", GRADIENT_METHODS)
+@pytest.mark.parametrize(
+    "target", [None, 2, [0, 1, 2, 0, 1], [[0, 1], [2, 0], [1, 2], [0, 0], [2, 1]]]
+)
+def test_maps_do_not_depend_on_batch_size(small_net, name, target):
+    x = torch.rand(5, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    kw: dict = {"relu": False, "normalize": False}  # raw maps: no zeros to agree trivially
+    if name == "smooth_gradcam_pp":
+        kw["seed"] = 0
+    whole = explain(name, small_net, x, target, "r2", batch_size=None, **kw)
+    parts = explain(name, small_net, x, target, "r2", batch_size=2, **kw)
+    assert parts.shape == whole.shape
+    assert (whole.flatten(-2).std(dim=-1) > 0).all()
+    torch.testing.assert_close(parts, whole, rtol=0, atol=1e-10)
+
+
+def run_sizes(model, n: int, **kw) -> list[int]:
+    sizes, handle = forward_batch_sizes(model)
+    try:
+        explain("layercam", model, torch.rand(n, 3, 8, 8, dtype=torch.float64), 0, "r2", **kw)
+    finally:
+        handle.remove()
+    return sizes
+
+
+def test_auto_batch_size_probes_two_samples_then_fills_the_graph_budget(small_net, monkeypatch):
+    assert GRADIENT_BATCH_SIZE == "auto"
+    probes: list[engine._GraphBytes] = []
+
+    class Spy(engine._GraphBytes):
+        def hooks(self):
+            probes.append(self)
+            return super().hooks()
+
+    monkeypatch.setattr(engine, "_GraphBytes", Spy)
+    assert engine.PROBE_SAMPLES == 2
+    assert run_sizes(small_net, 10) == [2, 8]  # a small graph: the rest in one pass
+    assert len(probes) == 1  # only the first pass is measured
+    per_sample = probes[0].bytes // 2
+    # after the explained ReLU: conv input 5x4x4 and tanh output 6x4x4, float64
+    assert per_sample >= (5 + 6) * 4 * 4 * 8
+    monkeypatch.setattr(engine, "GRAPH_BUDGET_BYTES", 3 * per_sample + 1)
+    assert run_sizes(small_net, 9) == [2, 3, 3, 1]
+    monkeypatch.setattr(engine, "GRAPH_BUDGET_BYTES", 1)
+    assert run_sizes(small_net, 4) == [2, 1, 1]
+    assert run_sizes(small_net, 2) == [2]  # no more than the probe: one pass, not measured
+    assert len(probes) == 3
+
+
+def test_explicit_batch_size_and_none(small_net):
+    assert run_sizes(small_net, 5, batch_size=2) == [2, 2, 1]
+    assert run_sizes(small_net, 5, batch_size=5) == [5]
+    assert run_sizes(small_net, 5, batch_size=None) == [5]
+
+
+def test_callable_target_sees_the_whole_batch(small_net):
+    seen: list[int] = []
+
+    def score(out: torch.Tensor) -> torch.Tensor:
+        seen.append(out.shape[0])
+        return out[:, 0]
+
+    maps = explain(
+        "gradcam", small_net, torch.rand(6, 3, 8, 8, dtype=torch.float64), score, "r2", batch_size=2
+    )
+    assert maps.shape == (6, 8, 8)
+    assert seen == [6]
+
+
+def test_out_of_range_class_names_its_place_in_the_whole_batch(small_net, hook_count):
+    x = torch.rand(5, 3, 8, 8, dtype=torch.float64)
+    before = {n: p.requires_grad for n, p in small_net.named_parameters()}
+    with pytest.raises(InvalidInputError, match="class 9 for sample 3 is out of range"):
+        explain("gradcam", small_net, x, [0, 1, 2, 9, 0], "r2", batch_size=2)
+    assert hook_count(small_net) == 0
+    assert {n: p.requires_grad for n, p in small_net.named_parameters()} == before
+    assert all(p.grad is None for p in small_net.parameters())
+
+
+def test_wrong_target_length_is_reported_for_the_whole_batch(small_net):
+    with pytest.raises(InvalidInputError, match="batch has 5 samples"):
+        explain(
+            "gradcam",
+            small_net,
+            torch.rand(5, 3, 8, 8, dtype=torch.float64),
+            [0, 1],
+            "r2",
+            batch_size=2,
+        )
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0, True, "4", "Auto"])
+def test_bad_batch_size_is_a_clear_error(small_net, bad):
+    with pytest.raises(
+        InvalidInputError,
+        match=r"batch_size must be a positive int \(samples per pass\), 'auto' or None",
+    ):
+        explain(
+            "gradcam",
+            small_net,
+            torch.rand(5, 3, 8, 8, dtype=torch.float64),
+            0,
+            "r2",
+            batch_size=bad,
+        )
