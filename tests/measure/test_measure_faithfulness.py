@@ -86,7 +86,8 @@ def manual_curve(
 
 
 @pytest.mark.parametrize(
-    ("mode", "baseline"), [("deletion", "zeros"), ("insertion", "blur"), ("deletion", "mean")]
+    ("mode", "baseline"),
+    [("deletion", "zeros"), ("insertion", "blur"), ("deletion", "mean"), ("insertion", "zeros")],
 )
 def test_curves_match_a_manual_loop(mode: str, baseline: str) -> None:
     torch.manual_seed(0)
@@ -111,6 +112,39 @@ def test_curves_match_a_manual_loop(mode: str, baseline: str) -> None:
         with torch.no_grad():
             want = manual_curve(net, x[i], maps[i], 7, t, mode, base[i])
         assert got[i].tolist() == pytest.approx(want, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("mode", "baseline", "target", "images_through_model"),
+    [
+        ("deletion", "zeros", None, 3 + 3 * 3 + 1),  # originals, steps 1-3, one shared blank
+        ("insertion", "zeros", 1, 3 + 3 * 3 + 1),  # blank first, originals last
+        ("deletion", "mean", None, 3 + 4 * 3),  # a baseline per image: no sharing
+        ("deletion", "zeros", "callable", 3 + 4 * 3),  # callables score whole batches
+    ],
+)
+def test_curve_costs_steps_times_n_forwards(mode, baseline, target, images_through_model):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    x, maps = torch.rand(3, 1, 3, 4), torch.rand(3, 3, 4)
+    with torch.no_grad():
+        logits, blank_logits = net(x), net(torch.zeros_like(x))
+    if target == "callable":
+        target, score, blank = (lambda out: out[:, 0]), logits[:, 0], blank_logits[:, 0]
+    else:
+        cls = logits.argmax(1) if target is None else torch.full((3,), target)
+        pick = torch.arange(3), cls
+        score, blank = logits.softmax(1)[pick], blank_logits.softmax(1)[pick]
+    seen: list[int] = []
+    net.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape[0]))
+    curve = perturbation_curve(
+        net, x, maps, mode=mode, baseline=baseline, target=target, steps=4, batch_size=4
+    )
+    assert sum(seen) == images_through_model
+    intact, empty = (0, 4) if mode == "deletion" else (4, 0)
+    assert torch.allclose(curve[:, intact], score, atol=1e-6)  # reused from the first forward
+    if baseline == "zeros":
+        assert torch.allclose(curve[:, empty], blank, atol=1e-6)  # scored once, for all
 
 
 def test_blur_matches_scipy_gaussian_filter() -> None:
