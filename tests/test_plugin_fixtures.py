@@ -4,6 +4,8 @@ How a spec becomes a model (and every loading error) is tested on the library fu
 tests/test_loading.py; here each option path runs once through a real pytest session.
 """
 
+import os
+
 import hypothesis  # noqa: F401  (imported once here, not again inside every in-process run)
 import pytest
 import torch
@@ -237,3 +239,26 @@ def test_a_bad_device_is_a_setup_error_naming_the_option(pytester):
     )
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*--audit-device / audit_device: 'gpu0' is not a torch device*"])
+
+
+@pytest.mark.parametrize("user_setting", [None, "2"])
+def test_xdist_workers_share_the_cores(pytester, monkeypatch, user_setting):
+    pytester.makeconftest("import torch  # imported before the plugin configures the worker")
+    pytester.makepyfile(
+        test_threads="""
+        import os
+        import torch
+
+        def test_threads():
+            assert torch.get_num_threads() == int(os.environ["WANTED_THREADS"])
+        """
+    )
+    if user_setting is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        wanted = max(1, (os.cpu_count() or 1) // 2)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", user_setting)
+        wanted = min(2, os.cpu_count() or 1)  # torch caps threads at the cores
+    monkeypatch.setenv("WANTED_THREADS", str(wanted))
+    result = pytester.runpytest_subprocess("-n", "2", "--audit-report-dir=none")
+    result.assert_outcomes(passed=1)
