@@ -193,10 +193,10 @@ def perturbation_curve(
     n, _, h, w = images.shape
     flat = maps.flatten(1)
     order = flat.sort(dim=1, descending=True, stable=True).indices
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(h * w, device=order.device).expand(n, -1))
-    counts = torch.div(torch.arange(steps + 1) * (h * w), steps, rounding_mode="floor")
-    counts = counts.to(images.device)
+    rank = torch.empty(order.shape, dtype=torch.int32, device=order.device)
+    positions = torch.arange(h * w, dtype=torch.int32, device=order.device)
+    rank.scatter_(1, order, positions.expand(n, -1))
+    counts = [k * h * w // steps for k in range(steps + 1)]  # pixels changed at step k
     intact, blank = (0, steps) if mode == "deletion" else (steps, 0)
     with preserved_state(model, eval_mode=True), torch.inference_mode():
         base = _baseline(images, baseline)
@@ -207,17 +207,31 @@ def perturbation_curve(
         if scorer.classes is not None and bool((base == base[:1]).all()):
             scores[blank] = scorer.shared(base[:1]).to(scores.device)  # one image for all
             columns.remove(blank)
-        cols = torch.tensor(columns, dtype=torch.long, device=images.device)
-        jobs = torch.arange(len(columns) * n, device=images.device)
-        for chunk in jobs.split(batch_size):
-            k, s = cols[chunk // n], chunk % n
-            changed = (rank[s] < counts[k][:, None]).view(-1, 1, h, w)
-            if mode == "deletion":
-                x = torch.where(changed, base[s], images[s])
-            else:
-                x = torch.where(changed, images[s], base[s])
-            scores[k, s] = scorer(x, s).to(scores.device)
+        first, then = (base, images) if mode == "deletion" else (images, base)
+        jobs = [(k, i) for k in columns for i in range(n)]  # (column, sample), column-major
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start : start + batch_size]
+            x = images.new_empty((len(chunk), *images.shape[1:]))
+            at = 0
+            for k, lo, hi in _runs(chunk):  # contiguous samples of one column: views, no gather
+                changed = (rank[lo:hi] < counts[k]).view(-1, 1, h, w)
+                torch.where(changed, first[lo:hi], then[lo:hi], out=x[at : at + hi - lo])
+                at += hi - lo
+            k_idx = torch.tensor([k for k, _ in chunk], device=scores.device)
+            s_idx = torch.tensor([i for _, i in chunk], device=images.device)
+            scores[k_idx, s_idx.to(scores.device)] = scorer(x, s_idx).to(scores.device)
     return scores.T.clone()
+
+
+def _runs(chunk: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """``(column, first, last + 1)`` for each run of consecutive samples in one column."""
+    runs: list[tuple[int, int, int]] = []
+    for k, i in chunk:
+        if runs and runs[-1][0] == k and runs[-1][2] == i:
+            runs[-1] = (k, runs[-1][1], i + 1)
+        else:
+            runs.append((k, i, i + 1))
+    return runs
 
 
 def _auc(curve: torch.Tensor) -> torch.Tensor:

@@ -254,14 +254,19 @@ def rank_accuracy(maps: torch.Tensor, region: RegionLike) -> torch.Tensor:
     flat, reg = _prepare(maps, region)
     inside = _inside(reg, flat)
     k = inside.sum(dim=1)
-    ordered = sorted_rows(flat, descending=True)
-    kth = ordered.gather(1, (k - 1).clamp(min=0)[:, None])
-    above = flat > kth
-    tied = (flat == kth) & (kth > 0)
-    places = (k - above.sum(dim=1)).to(flat.dtype)
-    tied_in = (tied & inside).sum(dim=1).to(flat.dtype)
-    share = places * tied_in / tied.sum(dim=1).clamp(min=1).to(flat.dtype)
-    hits = (above & inside).sum(dim=1).to(flat.dtype) + share
+    ascending = sorted_rows(flat)  # the K-th largest is at HW - K
+    kth = ascending.gather(1, (flat.shape[1] - k.clamp(min=1))[:, None])
+    top = flat >= kth  # the top K, plus any pixels tied with the K-th value
+    hits = _count(top & inside).to(flat.dtype)
+    # rows where ties straddle the K-th place, or zeros would rank: share the tied places
+    odd = ((_count(top) > k) | (kth[:, 0] <= 0)).nonzero()[:, 0]
+    if odd.numel():
+        f, at, kk, ins = flat[odd], kth[odd], k[odd], inside[odd]
+        above = f > at
+        tied = (f == at) & (at > 0)
+        places = (kk - above.sum(dim=1)).to(flat.dtype)
+        share = places * (tied & ins).sum(dim=1) / tied.sum(dim=1).clamp(min=1)
+        hits[odd] = (above & ins).sum(dim=1).to(flat.dtype) + share.to(flat.dtype)
     return torch.where(k > 0, hits / k.clamp(min=1).to(flat.dtype), 0.0)
 
 

@@ -240,6 +240,26 @@ def test_rank_accuracy_equals_the_expectation_over_tie_breaks(
     assert rank_accuracy(m, mask).item() == pytest.approx(_rank_reference(m[0], mask[0]))
 
 
+@settings(max_examples=20, deadline=None)
+@given(
+    st.lists(st.lists(st.integers(0, 2), min_size=6, max_size=6), min_size=2, max_size=5),
+    st.lists(st.booleans(), min_size=6, max_size=6),
+    st.integers(0, 2**31 - 1),
+)
+def test_rank_accuracy_of_a_mixed_batch_equals_each_sample_alone(
+    tied_rows: list[list[int]], region: list[bool], seed: int
+) -> None:
+    # rows with ties or zeros (the exact tie-sharing path) between rows of distinct values
+    distinct = torch.rand(len(tied_rows), 6, generator=torch.Generator().manual_seed(seed))
+    rows = torch.cat([torch.tensor(tied_rows, dtype=torch.float32), distinct])
+    maps = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))]
+    maps = maps.view(-1, 2, 3)
+    masks = torch.tensor(region).view(1, 2, 3).expand(len(maps), -1, -1)
+    batch = rank_accuracy(maps, masks)
+    for i in range(len(maps)):
+        assert batch[i].item() == pytest.approx(_rank_reference(maps[i], masks[i]))
+
+
 # ---------------------------------------------------------------- IoU
 
 
