@@ -152,9 +152,22 @@ def plusplus_weights(
     return (alpha * d1.clamp(min=0)).sum(dim=_SPATIAL)
 
 
+def plusplus_weights_from_gradient(acts: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """:func:`plusplus_weights` with ``d2 = g^2``, ``d3 = g^3``, in two temporaries.
+
+    Where ``g > 0``, ``alpha ReLU(g) = g^3 / (2 g^2 + S g^3) = g / (2 + S g)`` (``S`` the
+    channel's activation sum); where ``g <= 0`` the term is 0, and a zero denominator gives
+    0, as in :func:`plusplus_weights`. No (N, K, C, h, w) power tensors are built.
+    """
+    total = acts.sum(dim=_SPATIAL)[:, None, :, None, None]
+    den = (g * total).add_(2)
+    den.masked_fill_(den == 0, float("inf"))  # alpha = 0 where the denominator vanishes
+    return g.clamp(min=0).div_(den).sum(dim=_SPATIAL)
+
+
 def _gradcam_pp(ctx: CamContext) -> list[torch.Tensor]:
     return [
-        weighted_sum(plusplus_weights(a, g, g.pow(2), g.pow(3)), a)
+        weighted_sum(plusplus_weights_from_gradient(a, g), a)
         for a, g in zip(ctx.activations, ctx.gradients)
     ]
 

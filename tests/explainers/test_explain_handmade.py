@@ -145,3 +145,24 @@ def test_cam_refuses_a_layer_that_is_not_before_the_pooling(hand_net, x):
     unchecked = cam(hand_net, x, 0, "0", check=False, **RAW)[0]
     want = 1 * x[0, 0] + 4 * torch.tensor([[1.5, 0.5], [-0.5, -1.5]]).double()
     torch.testing.assert_close(unchecked, want)
+
+
+def test_plusplus_weights_from_the_gradient_equal_the_general_formula():
+    from modelaudit.explainers.gradient_cams import (
+        plusplus_weights,
+        plusplus_weights_from_gradient,
+    )
+
+    gen = torch.Generator().manual_seed(5)
+    acts = torch.randn(3, 4, 5, 6, generator=gen, dtype=torch.float64)  # sums of both signs
+    g = torch.randn(3, 2, 4, 5, 6, generator=gen, dtype=torch.float64)
+    g[0, 0, 0] = 0.0  # zero gradients: alpha = 0/0 -> 0
+    acts[1, 2] = 0.0
+    acts[1, 2, 0, 0] = -4.0  # channel sum S = -4 exactly
+    g[1, 1, 2, 0, 0] = 0.5  # g > 0 and 2 + S g = 0 exactly: a vanishing denominator -> 0
+    general = plusplus_weights(acts, g, g.pow(2), g.pow(3))
+    lean = plusplus_weights_from_gradient(acts, g)
+    assert lean.shape == (3, 2, 4)
+    assert general.abs().amax() > 0
+    assert torch.isfinite(lean).all() and torch.isfinite(general).all()
+    torch.testing.assert_close(lean, general, rtol=1e-12, atol=1e-12)
