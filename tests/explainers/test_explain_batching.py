@@ -133,3 +133,25 @@ def test_bad_batch_size_is_a_clear_error(small_net, bad):
             "r2",
             batch_size=bad,
         )
+
+
+@pytest.mark.parametrize("name", ["scorecam", "iscam"])  # SS-CAM draws its noise per batch
+def test_score_cams_do_not_depend_on_the_masked_batch(small_net, name):
+    x = torch.rand(3, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    kw: dict = {"relu": False, "normalize": False}
+    if name != "scorecam":
+        kw["num_samples"] = 2
+    auto = explain(name, small_net, x, [0, 1, 2], "r2", **kw)  # 8 per forward for 8x8
+    for b in (1, 5):
+        got = explain(name, small_net, x, [0, 1, 2], "r2", batch_size=b, **kw)
+        torch.testing.assert_close(got, auto, rtol=0, atol=1e-12)
+    assert (auto.flatten(1).std(dim=1) > 0).all()
+
+
+@pytest.mark.parametrize("name", ["scorecam", "sscam", "iscam"])
+@pytest.mark.parametrize("bad", [0, -2, True, "8", 2.5])
+def test_score_cams_reject_a_bad_masked_batch(small_net, name, bad):
+    with pytest.raises(InvalidInputError, match="batch_size must be a positive int or 'auto'"):
+        explain(
+            name, small_net, torch.rand(2, 3, 8, 8, dtype=torch.float64), 0, "r2", batch_size=bad
+        )
