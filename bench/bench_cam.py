@@ -55,6 +55,10 @@ def _skips() -> dict[str, str]:
     return skip
 
 
+#: our gradient methods with ``batch_size=None`` (default "auto" runs the batch in parts)
+ONE_PASS = "ours one pass"
+
+
 def family(args: argparse.Namespace, skip: dict[str, str]) -> list[dict[str, Any]]:
     model = I.resnet("resnet50", seed=0)
     x = I.images(args.batch, args.size)
@@ -72,6 +76,10 @@ def family(args: argparse.Namespace, skip: dict[str, str]) -> list[dict[str, Any
                     continue
                 fns[f"{method}/{impl}"] = lambda impl=impl, method=method, layer=layer: I.run(
                     impl, method, model, x, target, layer
+                )
+            if method == args.methods[0] and not ours_ok[method]:  # ours without the parts
+                fns[f"{method}/{ONE_PASS}"] = lambda method=method, layer=layer: I.ours(
+                    method, model, x, target, layer, batch_size=None
                 )
         say(f"  timing {layer}: {len(fns)} entries x {args.reps} reps (interleaved) ...")
         tm = timed_rounds(fns, args.reps, after=lambda: I.clear_param_grads(model))
@@ -96,10 +104,10 @@ def family(args: argparse.Namespace, skip: dict[str, str]) -> list[dict[str, Any
         for method in args.methods:
             ref = I.run("reference", method, model, x, target, layer)
             ours_maps = first.get(f"{method}/ours")
-            for impl in ["ours", *I.PEERS]:
+            for impl in ["ours", ONE_PASS, *I.PEERS]:
                 key = f"{method}/{impl}"
                 if key not in first:
-                    if method in I.SUPPORTED[impl]:
+                    if method in I.SUPPORTED.get(impl, ()):
                         why = ours_ok[method] if impl == "ours" else skip.get(impl)
                         rows.append(
                             {"layer": layer, "method": method, "impl": impl, "skipped": why}

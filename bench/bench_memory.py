@@ -50,6 +50,10 @@ def _flatten(items: Any) -> list[Any]:
     return [items]
 
 
+#: our gradient methods with ``batch_size=None``: the whole batch in one forward/backward
+ONE_PASS = "ours one pass"
+
+
 def child(args: argparse.Namespace) -> None:
     import _impls as I
     import torch
@@ -89,6 +93,8 @@ def child(args: argparse.Namespace) -> None:
         kept.append(I.layer_grad(model, x, target, args.layer))
     elif args.impl == "ours":
         kept.append(I.ours(args.method, model, x, target, args.layer))
+    elif args.impl == ONE_PASS:
+        kept.append(I.ours(args.method, model, x, target, args.layer, batch_size=None))
     elif args.impl == "pytorch-grad-cam":
         import pytorch_grad_cam as pgc
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -239,10 +245,11 @@ def main() -> None:
         impls = ["ours", *I.PEERS]
         if method == args.methods[0] and model == args.model:
             impls.insert(0, "floor")  # the reference: activation + gradient, nothing else
+            impls.insert(2, ONE_PASS)  # ours without the parts: what they save
         for impl in impls:
-            if impl != "floor" and method not in I.SUPPORTED[impl]:
+            if impl not in ("floor", ONE_PASS) and method not in I.SUPPORTED[impl]:
                 continue
-            why = ours_ok[method] if impl == "ours" else peers_skip.get(impl)
+            why = ours_ok[method] if impl in ("ours", ONE_PASS) else peers_skip.get(impl)
             if impl == "floor":
                 why = None
             row: dict[str, Any] = {
