@@ -26,6 +26,7 @@ from modelaudit.explainers.engine import (
     LayerCapture,
     Reshape,
     TargetScorer,
+    batch_parts,
     capture_layers,
     check_inputs,
     explaining,
@@ -97,24 +98,42 @@ def run_cam(
 ) -> torch.Tensor:
     """Explain ``inputs`` with ``formula``: (N, H, W) maps, or (N, K, H, W) for K targets.
 
-    Model state is restored and no hook is left, whatever happens. ``batch_size``: samples
-    per forward and backward pass of the engine (:func:`capture_layers`); None: all.
+    Model state is restored and no hook is left, whatever happens. With ``gradients``,
+    ``batch_size`` splits the batch into passes (see
+    :func:`~modelaudit.explainers.engine.batch_parts`), each running the engine and
+    ``formula`` on its samples, so that neither the autograd graph nor the gradients are
+    ever held for the whole batch.
     """
     check_inputs(inputs)
+    n = inputs.shape[0]
     with explaining(model):
         layers = select_layers(model, inputs, layer)
-        cap = capture_layers(
-            model,
-            inputs,
-            layers,
-            target,
-            gradients=gradients,
-            reshape=reshape,
-            batch_size=batch_size,
-        )
-        ctx = CamContext(model, inputs, layers, cap, reshape)
-        raw = formula(ctx)
+        raws: list[torch.Tensor] = []
+        single = True
+        # gradient methods run the batch in parts (each sample's map depends on it alone)
+        parts = batch_parts(model, n, target, batch_size if gradients else None)
+        for part, part_target, graph in parts:
+            part_inputs = inputs[part]
+            cap = capture_layers(
+                model,
+                part_inputs,
+                layers,
+                part_target,
+                gradients=gradients,
+                reshape=reshape,
+                first_sample=part.start,
+                graph=graph,
+            )
+            raw = formula(CamContext(model, part_inputs, layers, cap, reshape))
+            single = cap.scorer.single
+            if parts.one_pass:
+                raws = raw
+                continue
+            if not raws:  # full-size raw maps, filled part by part
+                raws = [r.new_empty((n, *r.shape[1:])) for r in raw]
+            for full, got in zip(raws, raw):
+                full[part] = got
     maps = finish_maps(
-        raw, inputs.shape[-2:], relu=relu, normalize=normalize, upsample=upsample
+        raws, inputs.shape[-2:], relu=relu, normalize=normalize, upsample=upsample
     ).to(inputs.device)
-    return maps[:, 0] if cap.scorer.single else maps
+    return maps[:, 0] if single else maps

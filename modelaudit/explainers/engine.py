@@ -45,10 +45,13 @@ __all__ = [
     "GRADIENT_BATCH_SIZE",
     "GRAPH_BUDGET_BYTES",
     "PROBE_SAMPLES",
+    "BatchParts",
     "BatchSize",
+    "GraphBytes",
     "LayerCapture",
     "Reshape",
     "TargetScorer",
+    "batch_parts",
     "capture_layers",
     "check_inputs",
     "explaining",
@@ -61,17 +64,18 @@ Reshape = Callable[[torch.Tensor], torch.Tensor]
 #: first, measure the bytes their autograd graph saves, then take as many samples per pass
 #: as keep the graph under :data:`GRAPH_BUDGET_BYTES`. Deep in a network the graph is small
 #: and the rest of the batch goes in one more pass; early layers of big inputs get small
-#: passes. Measured on resnet50, batch 8 of 224x224, one CPU thread (bench/): the extra
-#: peak memory at ``layer2`` fell from +12% of a no-grad forward's process to below it.
+#: passes. Measured on resnet50, batch 8 of 224x224, one CPU thread (bench/): at
+#: ``layer2`` the extra peak memory over a no-grad forward's process is +12.5% in one pass,
+#: ~+2% in passes of 3, ~+6% in passes of 4; passes of 3 or 4 took no longer than one pass
+#: (within the machine's noise), passes of 2 up to ~7% longer.
 GRADIENT_BATCH_SIZE: Literal["auto"] = "auto"
 
 #: What the autograd graph of one pass may save under ``batch_size="auto"`` (resnet50's
-#: ``layer2`` saves ~22 MB per 224x224 sample: passes of 2).
-GRAPH_BUDGET_BYTES = 64 * 2**20
+#: ``layer2`` saves ~22 MB per 224x224 sample: passes of 3).
+GRAPH_BUDGET_BYTES = 80 * 2**20
 
-#: Samples in the measured first pass: passes of one sample cost ~25% more per sample than
-#: passes of two on CPU (resnet50, batch-1 convolutions).
-PROBE_SAMPLES = 2
+#: Samples in the first, measured pass of ``batch_size="auto"``.
+PROBE_SAMPLES = 3
 
 BatchSize = int | Literal["auto"] | None
 
@@ -367,22 +371,129 @@ def capture_layers(
     gradients: bool,
     reshape: Reshape | None = None,
     batch_size: BatchSize = None,
+    first_sample: int = 0,
+    graph: GraphBytes | None = None,
 ) -> LayerCapture:
     """A forward through ``model`` recording ``layers`` (and d target / d layer).
 
     Call inside :func:`explaining`. The trunk below the earliest layer runs without a graph.
-    With ``gradients``, the samples can go through in parts (a forward and a backward each)
-    so that the autograd graph holds only a part: ``batch_size`` samples per pass, or
-    ``"auto"`` (:data:`PROBE_SAMPLES`, then as many as keep the graph's saved tensors
-    under :data:`GRAPH_BUDGET_BYTES`); ``None``: all at once. The results do not depend on it
-    (eval mode treats samples independently). A callable target sees the whole batch, so
-    it takes one pass.
+    With ``gradients`` and a ``batch_size`` (see :func:`batch_parts`), the samples go
+    through in parts, a forward and a backward each, so that the autograd graph holds only
+    a part; the results do not depend on it. ``first_sample`` (the batch position of
+    ``inputs[0]``, for messages) and ``graph`` (counts what the graph saves) serve callers
+    that split the batch themselves.
 
     Raises:
         HookError: a layer ran twice or never, returned a non-tensor, was modified in place
             through another reference, or the score does not depend on it.
         InvalidInputError: bad target, a layer output that is not (N, C, h, w) after
             reshape, or a ``batch_size`` that is not a positive int, "auto" or None.
+    """
+    parts = batch_parts(model, inputs.shape[0], target, batch_size if gradients else None)
+    if parts.one_pass:
+        return _capture_once(
+            model,
+            inputs,
+            layers,
+            target,
+            gradients=gradients,
+            reshape=reshape,
+            first_sample=first_sample,
+            graph=graph,
+        )
+    n = inputs.shape[0]
+    first: LayerCapture | None = None
+    acts: list[torch.Tensor] = []
+    grads: list[torch.Tensor] = []
+    outputs: list[torch.Tensor] = []
+    for part, part_target, part_graph in parts:
+        cap = _capture_once(
+            model,
+            inputs[part],
+            layers,
+            part_target,
+            gradients=True,
+            reshape=reshape,
+            first_sample=first_sample + part.start,
+            graph=part_graph,
+        )
+        assert cap.gradients is not None and isinstance(cap.output, torch.Tensor)
+        if first is None:  # full-size results, filled part by part (no concatenation copy)
+            first = cap
+            acts = [a.new_empty((n, *a.shape[1:])) for a in cap.activations]
+            grads = [g.new_empty((n, *g.shape[1:])) for g in cap.gradients]
+        for full, got in zip(acts + grads, cap.activations + cap.gradients):
+            full[part] = got
+        outputs.append(cap.output)
+    assert first is not None
+    output = torch.cat(outputs)
+    return LayerCapture(
+        first.names,
+        acts,
+        grads,
+        output,
+        TargetScorer(output, target, n, first_sample=first_sample),
+        [torch.Size((n, *s[1:])) for s in first.raw_shapes],
+    )
+
+
+class BatchParts:
+    """The parts a batch of ``n`` samples goes through in: ``(slice, target, graph)`` each.
+
+    ``graph`` is a :class:`GraphBytes` for the first part under ``"auto"`` (None otherwise):
+    the pass that runs it must count what its graph saves; the following parts are sized
+    from that count.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        n: int,
+        target: Target,
+        batch_size: BatchSize,
+        cut: Callable[[slice], Target] | None,
+    ) -> None:
+        self.model, self.n, self.target, self.cut = model, n, target, cut
+        self.auto = batch_size == "auto"
+        first = PROBE_SAMPLES if self.auto else batch_size
+        self.first = n if cut is None or not isinstance(first, int) else min(n, first)
+
+    @property
+    def one_pass(self) -> bool:
+        """Whether the whole batch goes in one pass."""
+        return self.first >= self.n
+
+    def __iter__(self) -> Iterator[tuple[slice, Target, GraphBytes | None]]:
+        if self.one_pass or self.cut is None:
+            yield slice(0, self.n), self.target, None
+            return
+        size, start = self.first, 0
+        while start < self.n:
+            part = slice(start, min(self.n, start + size))
+            graph = GraphBytes(self.model) if self.auto and start == 0 else None
+            yield part, self.cut(part), graph
+            if graph is not None:  # size the next parts from what the first one saved
+                per_sample = max(1, graph.bytes // (part.stop - part.start))
+                size = max(1, GRAPH_BUDGET_BYTES // per_sample)
+            start = part.stop
+
+
+def batch_parts(model: nn.Module, n: int, target: Target, batch_size: BatchSize) -> BatchParts:
+    """Plan the gradient passes over a batch of ``n``: ``batch_size`` samples per pass,
+    ``"auto"`` (:data:`PROBE_SAMPLES` first, then as many as keep the saved graph under
+    :data:`GRAPH_BUDGET_BYTES`), or ``None`` (one pass). A target that cannot be cut per
+    sample (a callable, or one malformed for the batch, which the pass then reports)
+    means one pass.
+
+    Raises:
+        InvalidInputError: ``batch_size`` is not a positive int, "auto" or None.
+
+    Example:
+        >>> import torch.nn as nn
+        >>> [p for p, _, _ in batch_parts(nn.Identity(), 5, [0, 1, 2, 0, 1], 2)]
+        [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
+        >>> batch_parts(nn.Identity(), 5, lambda out: out[:, 0], 2).one_pass  # a callable
+        True
     """
     if (
         batch_size is not None
@@ -393,14 +504,7 @@ def capture_layers(
             "batch_size must be a positive int (samples per pass), 'auto' or None; got "
             f"{batch_size!r}"
         )
-    n = inputs.shape[0]
-    cut = _per_sample_target(target, n)
-    limit = PROBE_SAMPLES if batch_size == "auto" else batch_size
-    in_parts = isinstance(limit, int) and n > limit
-    if gradients and cut is not None and n > 1 and in_parts:
-        assert batch_size is not None
-        return _capture_in_parts(model, inputs, layers, target, cut, reshape, batch_size)
-    return _capture_once(model, inputs, layers, target, gradients=gradients, reshape=reshape)
+    return BatchParts(model, n, target, batch_size, _per_sample_target(target, n))
 
 
 def _per_sample_target(target: Target, n: int) -> Callable[[slice], Target] | None:
@@ -421,63 +525,8 @@ def _per_sample_target(target: Target, n: int) -> Callable[[slice], Target] | No
     return lambda part: idx[part]
 
 
-def _capture_in_parts(
-    model: nn.Module,
-    inputs: torch.Tensor,
-    layers: Mapping[str, nn.Module],
-    target: Target,
-    cut: Callable[[slice], Target],
-    reshape: Reshape | None,
-    batch_size: int | Literal["auto"],
-) -> LayerCapture:
-    """:func:`capture_layers` over parts of the batch, written into one result."""
-    n = inputs.shape[0]
-    auto = batch_size == "auto"
-    size = PROBE_SAMPLES if auto else int(batch_size)
-    first: LayerCapture | None = None
-    acts: list[torch.Tensor] = []
-    grads: list[torch.Tensor] = []
-    outputs: list[torch.Tensor] = []
-    start = 0
-    while start < n:
-        part = slice(start, start + size)
-        graph = _GraphBytes(model) if first is None and auto else None
-        cap = _capture_once(
-            model,
-            inputs[part],
-            layers,
-            cut(part),
-            gradients=True,
-            reshape=reshape,
-            first_sample=start,
-            graph=graph,
-        )
-        assert cap.gradients is not None and isinstance(cap.output, torch.Tensor)
-        if first is None:  # full-size results, filled part by part (no concatenation copy)
-            first = cap
-            acts = [a.new_empty((n, *a.shape[1:])) for a in cap.activations]
-            grads = [g.new_empty((n, *g.shape[1:])) for g in cap.gradients]
-            if graph is not None:
-                per_sample = max(1, graph.bytes // (min(n, part.stop) - start))
-                size = max(1, GRAPH_BUDGET_BYTES // per_sample)
-        for full, got in zip(acts + grads, cap.activations + cap.gradients):
-            full[part] = got
-        outputs.append(cap.output)
-        start = part.stop
-    assert first is not None
-    output = torch.cat(outputs)
-    return LayerCapture(
-        first.names,
-        acts,
-        grads,
-        output,
-        TargetScorer(output, target, n),
-        [torch.Size((n, *s[1:])) for s in first.raw_shapes],
-    )
-
-
-class _GraphBytes:
-    """Counts the bytes the autograd graph saves (distinct storages, parameters excluded)."""
+class GraphBytes:
+    """Counts the bytes an autograd graph saves (distinct storages, parameters excluded)."""
 
     def __init__(self, model: nn.Module) -> None:
         self._skip = {t.untyped_storage().data_ptr() for t in model.parameters()}
@@ -494,6 +543,7 @@ class _GraphBytes:
         return t
 
     def hooks(self) -> contextlib.AbstractContextManager[None]:
+        """The context in which the counted pass runs."""
         return torch.autograd.graph.saved_tensors_hooks(self.pack, lambda t: t)
 
 
@@ -506,7 +556,7 @@ def _capture_once(
     gradients: bool,
     reshape: Reshape | None,
     first_sample: int = 0,
-    graph: _GraphBytes | None = None,
+    graph: GraphBytes | None = None,
 ) -> LayerCapture:
     """One forward (and backward) of the whole of ``inputs``; ``graph`` counts its graph."""
     n = inputs.shape[0]

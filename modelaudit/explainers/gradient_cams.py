@@ -94,8 +94,8 @@ def gradcam(
         upsample: resize bilinearly (``align_corners=False``) to H x W; ``False`` keeps the
             layer's resolution.
         batch_size: samples per forward and backward pass, which bounds the autograd
-            graph's memory (the maps do not depend on it). ``"auto"``: two samples, then as
-            many per pass as keep the graph under 64 MB
+            graph's memory (the maps do not depend on it). ``"auto"``: three samples, then as
+            many per pass as keep the graph under 80 MB
             (:data:`~modelaudit.explainers.engine.GRAPH_BUDGET_BYTES`); an int: that many;
             ``None``: the whole batch at once (fastest on a GPU). A callable target sees the
             whole batch, so it always takes one pass.

@@ -53,27 +53,28 @@ def run_sizes(model, n: int, **kw) -> list[int]:
     return sizes
 
 
-def test_auto_batch_size_probes_two_samples_then_fills_the_graph_budget(small_net, monkeypatch):
+def test_auto_batch_size_probes_then_fills_the_graph_budget(small_net, monkeypatch):
     assert GRADIENT_BATCH_SIZE == "auto"
-    probes: list[engine._GraphBytes] = []
+    probes: list[engine.GraphBytes] = []
 
-    class Spy(engine._GraphBytes):
+    class Spy(engine.GraphBytes):
         def hooks(self):
             probes.append(self)
             return super().hooks()
 
-    monkeypatch.setattr(engine, "_GraphBytes", Spy)
-    assert engine.PROBE_SAMPLES == 2
-    assert run_sizes(small_net, 10) == [2, 8]  # a small graph: the rest in one pass
+    monkeypatch.setattr(engine, "GraphBytes", Spy)
+    probe = engine.PROBE_SAMPLES
+    assert probe == 3
+    assert run_sizes(small_net, 10) == [3, 7]  # a small graph: the rest in one pass
     assert len(probes) == 1  # only the first pass is measured
-    per_sample = probes[0].bytes // 2
+    per_sample = probes[0].bytes // probe
     # after the explained ReLU: conv input 5x4x4 and tanh output 6x4x4, float64
     assert per_sample >= (5 + 6) * 4 * 4 * 8
-    monkeypatch.setattr(engine, "GRAPH_BUDGET_BYTES", 3 * per_sample + 1)
-    assert run_sizes(small_net, 9) == [2, 3, 3, 1]
+    monkeypatch.setattr(engine, "GRAPH_BUDGET_BYTES", 2 * per_sample + 1)
+    assert run_sizes(small_net, 10) == [3, 2, 2, 2, 1]
     monkeypatch.setattr(engine, "GRAPH_BUDGET_BYTES", 1)
-    assert run_sizes(small_net, 4) == [2, 1, 1]
-    assert run_sizes(small_net, 2) == [2]  # no more than the probe: one pass, not measured
+    assert run_sizes(small_net, 5) == [3, 1, 1]
+    assert run_sizes(small_net, 3) == [3]  # no more than the probe: one pass, not measured
     assert len(probes) == 3
 
 

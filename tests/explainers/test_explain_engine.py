@@ -192,10 +192,10 @@ def test_no_graph_outlives_the_call():
         nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), keeper, nn.AdaptiveAvgPool2d(1),
         nn.Flatten(), nn.Linear(4, 2),
     )  # fmt: skip
-    maps = gradcam(net, torch.rand(3, 3, 8, 8), 0, "1")
+    maps = gradcam(net, torch.rand(4, 3, 8, 8), 0, "1")
     gc.collect()
     assert maps.grad_fn is None
-    assert len(keeper.refs) == 2  # "auto": two samples, then the third
+    assert len(keeper.refs) == 2  # "auto": three samples, then the fourth
     assert [r() is None for r in keeper.refs] == [True, True]  # saved activations were freed
 
 
