@@ -14,11 +14,12 @@ reference code instead weights each channel by the class *probability*
 pytorch-grad-cam upsamples with ``align_corners=True``.
 
 Efficiency: masked inputs run in batches of ``batch_size`` under ``torch.inference_mode``.
-The default ``"auto"`` takes 8 per forward, fewer for large inputs, so that one forward
-holds at most :data:`MASKED_PIXELS` pixels (2 images of 224x224). Measured on CPU (one
-thread): at 224x224, batches of 2 were as fast per image as 8 (0.93-1.0x) and added 3%
-instead of 13% to the peak memory of a one-image forward's process; at 64x64, 8 was 1.2x
-faster than 2 and 1.4x faster than 32.
+The default ``"auto"`` takes 8 per forward, fewer for inputs larger than 224x224, so that
+one forward holds at most :data:`MASKED_PIXELS` pixels (8 images of 224x224). Measured on
+CPU (one thread, resnet18 at 224x224, bench/): 8 per forward was level with
+pytorch-grad-cam's 16 (0.9-1.03x its time, depending on the process's heap) and adds ~13%
+to the peak memory of a one-image forward's process; ``batch_size=2`` adds 2% and takes
+up to ~10% longer.
 A channel that is constant over the map has an all-zero mask, so its masked input is the
 same for every such channel: it is scored once per sample (not once per channel) and the
 softmax still counts every channel, so the weights are exactly those of the full method.
@@ -57,8 +58,8 @@ Variant = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Weights = Literal["softmax", "probability"]
 
 
-#: Pixels per masked forward under ``batch_size="auto"`` (2 images of 224x224).
-MASKED_PIXELS = 2 * 224 * 224
+#: Pixels per masked forward under ``batch_size="auto"`` (8 images of 224x224).
+MASKED_PIXELS = 8 * 224 * 224
 
 #: Masked inputs per forward under ``batch_size="auto"`` for small inputs.
 MAX_MASKED_BATCH = 8
@@ -69,7 +70,7 @@ def masked_batch(batch_size: int | Literal["auto"], inputs: torch.Tensor) -> int
 
     Example:
         >>> import torch
-        >>> [masked_batch("auto", torch.zeros(1, 3, s, s)) for s in (64, 112, 160, 224, 512)]
+        >>> [masked_batch("auto", torch.zeros(1, 3, s, s)) for s in (64, 224, 320, 448, 640)]
         [8, 8, 3, 2, 1]
         >>> masked_batch(32, torch.zeros(1, 3, 224, 224))
         32
@@ -232,7 +233,7 @@ def scorecam(
 
     Args:
         batch_size: masked inputs per forward; ``"auto"``: 8, fewer for inputs larger
-            than 112x112 (2 for 224x224; see the module docstring).
+            than 224x224 (see the module docstring).
         weights: ``"softmax"`` (over channels, as the peers) or ``"probability"`` (class
             probability of each masked input, as the authors' code; class targets only).
         top_k: score only the ``top_k`` highest-variance channels (None: all, exact).
@@ -297,7 +298,7 @@ def sscam(
 
     Args:
         batch_size: masked inputs per forward; ``"auto"``: 8, fewer for inputs larger
-            than 112x112 (2 for 224x224; see the module docstring).
+            than 224x224 (see the module docstring).
         num_samples: noise draws averaged per channel.
         std: the noise's standard deviation (on the [0, 1] mask, or on the input).
         noise: ``"mask"`` or ``"input"``.
@@ -366,7 +367,7 @@ def iscam(
 
     Args:
         batch_size: masked inputs per forward; ``"auto"``: 8, fewer for inputs larger
-            than 112x112 (2 for 224x224; see the module docstring).
+            than 224x224 (see the module docstring).
         num_samples: integration steps ``n``.
         weights: as :func:`scorecam`.
 
