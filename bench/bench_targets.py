@@ -110,7 +110,7 @@ def main() -> None:
             out.append([r["k"], r["impl"], f"skipped: {r['skipped']}"] + [None] * 6)
         else:
             out.append([r.get(c) for c in cols])
-    head = ["K", "impl", "passes", f"{args.clock} ms", "wall ms", "x forward", "target"]
+    head = ["K", "impl", "calls", f"{args.clock} ms", "wall ms", "x forward", "target"]
     head += ["max|d| vs ours", "max|d| vs ref"]
     say(table(head, out))
     say(f"\n(json: {path})")
