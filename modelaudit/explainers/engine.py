@@ -9,6 +9,8 @@ The rules (DESIGN section 3):
 - gradients come from ``torch.autograd.grad`` to that leaf only: no parameter ``.grad`` is
   touched, parameters do not even require grad during the call;
 - K targets per sample are differentiated in one batched backward (``is_grads_batched``);
+- the batch may go through in parts (:func:`batch_parts`), so that the autograd graph
+  never holds more than a measured budget of samples;
 - the model runs in eval mode and comes back exactly as it was; every hook is removed in a
   ``finally``; results are detached, so no graph outlives the call.
 
@@ -520,6 +522,8 @@ def _per_sample_target(target: Target, n: int) -> Callable[[slice], Target] | No
         idx = torch.as_tensor(target)
     except (TypeError, ValueError):
         return None
+    if idx.dim() == 0:  # one class for every sample
+        return lambda _part: target
     if idx.dim() not in (1, 2) or idx.shape[0] != n:
         return None
     return lambda part: idx[part]
@@ -535,7 +539,11 @@ class GraphBytes:
         self.bytes = 0
 
     def pack(self, t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
+        try:
+            storage = t.untyped_storage()
+        except (RuntimeError, NotImplementedError):  # no plain storage (sparse, nested...)
+            self.bytes += t.numel() * t.element_size()
+            return t
         ptr = storage.data_ptr()
         if ptr not in self._skip and ptr not in self._seen:
             self._seen.add(ptr)

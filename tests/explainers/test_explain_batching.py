@@ -156,3 +156,15 @@ def test_score_cams_reject_a_bad_masked_batch(small_net, name, bad):
         explain(
             name, small_net, torch.rand(2, 3, 8, 8, dtype=torch.float64), 0, "r2", batch_size=bad
         )
+
+
+def test_a_zero_dim_tensor_target_is_one_class_for_every_part(small_net):
+    x = torch.rand(5, 3, 8, 8, dtype=torch.float64)
+    whole = explain("gradcam", small_net, x, 2, "r2", batch_size=None, relu=False)
+    sizes, handle = forward_batch_sizes(small_net)
+    try:
+        parts = explain("gradcam", small_net, x, torch.tensor(2), "r2", batch_size=2, relu=False)
+    finally:
+        handle.remove()
+    assert sizes == [2, 2, 1]
+    torch.testing.assert_close(parts, whole, rtol=0, atol=1e-10)
