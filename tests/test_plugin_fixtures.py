@@ -255,7 +255,8 @@ def test_xdist_workers_share_the_cores(pytester, monkeypatch, user_setting):
     )
     if user_setting is None:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-        wanted = max(1, (os.cpu_count() or 1) // 2)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        wanted = max(1, (cores or os.cpu_count() or 1) // 2)
     else:
         monkeypatch.setenv("OMP_NUM_THREADS", user_setting)
         wanted = min(2, os.cpu_count() or 1)  # torch caps threads at the cores

@@ -17,9 +17,9 @@ Efficiency: masked inputs run in batches of ``batch_size`` under ``torch.inferen
 The default ``"auto"`` takes 8 per forward, fewer for inputs larger than 224x224, so that
 one forward holds at most :data:`MASKED_PIXELS` pixels (8 images of 224x224). Measured on
 CPU (one thread, resnet18 at 224x224, bench/): 8 per forward was level with
-pytorch-grad-cam's 16 (0.9-1.03x its time, depending on the process's heap) and adds ~13%
-to the peak memory of a one-image forward's process; ``batch_size=2`` adds 2% and takes
-up to ~10% longer.
+pytorch-grad-cam's 16 (0.9-1.03x its time, depending on the process's heap) and adds
+10-15% to the peak memory of a one-image forward's process; ``batch_size=2`` adds 2% and
+takes up to ~10% longer.
 A channel that is constant over the map has an all-zero mask, so its masked input is the
 same for every such channel: it is scored once per sample (not once per channel) and the
 softmax still counts every channel, so the weights are exactly those of the full method.
