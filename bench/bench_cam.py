@@ -55,7 +55,7 @@ def _skips() -> dict[str, str]:
     return skip
 
 
-#: our gradient methods with ``batch_size=None`` (default "auto" runs the batch in parts)
+#: our gradient methods with ``pass_size=None`` (default "auto" runs the batch in passes)
 ONE_PASS = "ours one pass"
 
 
@@ -79,7 +79,7 @@ def family(args: argparse.Namespace, skip: dict[str, str]) -> list[dict[str, Any
                 )
             if method == args.methods[0] and not ours_ok[method]:  # ours without the parts
                 fns[f"{method}/{ONE_PASS}"] = lambda method=method, layer=layer: I.ours(
-                    method, model, x, target, layer, batch_size=None
+                    method, model, x, target, layer, pass_size=None
                 )
         say(f"  timing {layer}: {len(fns)} entries x {args.reps} reps (interleaved) ...")
         tm = timed_rounds(fns, args.reps, after=lambda: I.clear_param_grads(model))

@@ -50,7 +50,7 @@ def _flatten(items: Any) -> list[Any]:
     return [items]
 
 
-#: our gradient methods with ``batch_size=None``: the whole batch in one forward/backward
+#: our gradient methods with ``pass_size=None``: the whole batch in one forward/backward
 ONE_PASS = "ours one pass"
 
 
@@ -94,7 +94,7 @@ def child(args: argparse.Namespace) -> None:
     elif args.impl == "ours":
         kept.append(I.ours(args.method, model, x, target, args.layer))
     elif args.impl == ONE_PASS:
-        kept.append(I.ours(args.method, model, x, target, args.layer, batch_size=None))
+        kept.append(I.ours(args.method, model, x, target, args.layer, pass_size=None))
     elif args.impl == "pytorch-grad-cam":
         import pytorch_grad_cam as pgc
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget

@@ -188,7 +188,7 @@ def main() -> None:
         return metric.summary()
 
     def ours_del_ins() -> dict[str, torch.Tensor]:
-        kw = {"target": y, "steps": args.steps, "batch_size": 64, "baseline": "zeros"}
+        kw = {"target": y, "steps": args.steps, "forward_batch": 64, "fill": "zeros"}
         return {
             "deletion": ma.deletion_auc(model, images, del_maps, **kw),
             "insertion": ma.insertion_auc(model, images, del_maps, **kw),
@@ -209,7 +209,7 @@ def main() -> None:
         return quantus_deletion_auc(np.asarray(curve), p0)
 
     def ours_deletion(net: torch.nn.Module) -> torch.Tensor:
-        return ma.deletion_auc(net, images, del_maps, target=y, steps=args.steps, batch_size=64)
+        return ma.deletion_auc(net, images, del_maps, target=y, steps=args.steps, forward_batch=64)
 
     fns: dict[str, Any] = {
         "mass/ours": lambda: ma.mass_in_box(maps, boxes),

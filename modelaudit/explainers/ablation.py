@@ -9,7 +9,7 @@ ablates with a large negative value when the layer has negative values; here the
 yours to choose.
 
 Efficiency: the ablated copies are made *at the layer*: each sample's trunk runs once per
-batch of channels and its activation is expanded into ``batch_size`` ablated copies (a
+batch of channels and its activation is expanded into ``forward_batch`` ablated copies (a
 skip connection from below the layer broadcasts from batch 1). This is validated on the
 first batch (an unablated copy must reproduce the original score); models where it does
 not apply fall back to repeating the input. Channels equal to ``ablation_value``
@@ -29,16 +29,18 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import nn
 
 from modelaudit.errors import InvalidInputError
 from modelaudit.explainers.base import CamContext, run_cam
+from modelaudit.explainers.batching import Batches
 from modelaudit.explainers.engine import Reshape
+from modelaudit.explainers.explanation import Explanation
 from modelaudit.explainers.gradient_cams import safe_div, weighted_sum
-from modelaudit.explainers.registry import register_method
+from modelaudit.explainers.options import CamOptions, explanation_method
 from modelaudit.hooks.layers import LayerSpec
 from modelaudit.targets import Target
 
@@ -108,59 +110,57 @@ class _Ablator:
             return False
         with torch.inference_mode():
             got = self.ctx.scorer.rows(out[: len(samples)], samples)
-        want = self.ctx.scorer.scores(self.ctx.capture.output)[samples.to(got.device)]
+        want = self.ctx.scorer.rows(self.ctx.capture.output)[samples.to(got.device)]
         scale = float(want.abs().max().clamp(min=1.0))
         return bool(torch.allclose(got, want, rtol=1e-4, atol=1e-5 * scale))
 
 
-def _ablation_weights(ctx: CamContext, i: int, value: float, batch_size: int) -> torch.Tensor:
+def _ablation_weights(ctx: CamContext, i: int, value: float, forward_batch: int) -> torch.Tensor:
     acts = ctx.activations[i]
     n, c = acts.shape[:2]
     scorer = ctx.scorer
-    base = scorer.scores(ctx.capture.output).to(acts.dtype)  # (N, K)
+    base = scorer.rows(ctx.capture.output).to(acts.dtype)  # (N, K)
     keep = (acts.flatten(2) != value).any(-1)  # (N, C): ablating changes something
     ablated = base[:, :, None].expand(n, scorer.k, c).clone()
     ablator = _Ablator(ctx, i, value)
     if scorer.is_callable:  # whole batches of N rows, channel-major
         chans = keep.any(0).nonzero().flatten().cpu()
-        for chunk in chans.split(max(1, batch_size // n)):
-            s = ablator.scores(torch.arange(n), chunk).to(acts.dtype)
-            ablated[:, :, chunk.to(acts.device)] = s.view(len(chunk), n, -1).permute(1, 2, 0)
+        batches = Batches(len(chans), max(1, forward_batch // n), into=[ablated])
+        for part in batches:
+            s = ablator.scores(torch.arange(n), chans[part]).to(acts.dtype)
+            rows = (slice(None), slice(None), chans[part].to(acts.device))
+            batches.put(rows, [s.view(part.stop - part.start, n, -1).permute(1, 2, 0)])
     else:
         for s_i in range(n):
             chans = keep[s_i].nonzero().flatten().cpu()
-            for chunk in chans.split(batch_size):
-                s = ablator.scores(torch.tensor([s_i]), chunk).to(acts.dtype)
-                ablated[s_i, :, chunk.to(acts.device)] = s.T
+            batches = Batches(len(chans), forward_batch, into=[ablated])
+            for part in batches:
+                s = ablator.scores(torch.tensor([s_i]), chans[part]).to(acts.dtype)
+                batches.put((s_i, slice(None), chans[part].to(acts.device)), [s.T])
     drop = base[:, :, None] - ablated
     denom = base.abs()[:, :, None].expand_as(drop)
     return torch.where(denom == 0, drop, safe_div(drop, denom))
 
 
-@register_method("ablationcam")
+@explanation_method("ablationcam")
 def ablationcam(
     model: nn.Module,
     inputs: torch.Tensor,
     target: Target = None,
     layer: LayerSpec | None = None,
     *,
-    reshape: Reshape | None = None,
-    relu: bool = True,
-    normalize: bool = True,
-    upsample: bool = True,
-    batch_size: int = 64,
+    forward_batch: int = 64,
     ablation_value: float = 0.0,
-) -> torch.Tensor:
+    **options: Unpack[CamOptions],
+) -> Explanation:
     """Ablation-CAM; formula, conventions and batching in the module docstring.
 
     With ``reshape=`` (transformers) a "channel" is a feature of the patch tokens; the
     positions ``reshape`` drops (the class token) are never ablated.
 
     Args:
-        batch_size: ablated copies per forward.
+        forward_batch: ablated copies per forward.
         ablation_value: the value an ablated channel is set to.
-
-    Other arguments, return value and errors as :func:`~modelaudit.explainers.gradcam`.
 
     Example:
         >>> import torch, torch.nn as nn
@@ -171,26 +171,18 @@ def ablationcam(
         >>> ablationcam(net, x, target=3, layer="1").shape
         torch.Size([2, 16, 16])
     """
-    if batch_size < 1 or not math.isfinite(ablation_value):
+    if forward_batch < 1 or not math.isfinite(ablation_value):
         raise InvalidInputError(
-            f"batch_size must be >= 1 and ablation_value finite; got {batch_size}, {ablation_value}"
+            "forward_batch must be >= 1 and ablation_value finite; got "
+            f"{forward_batch}, {ablation_value}"
         )
 
     def formula(ctx: CamContext) -> list[torch.Tensor]:
         return [
-            weighted_sum(_ablation_weights(ctx, i, ablation_value, batch_size), a)
+            weighted_sum(_ablation_weights(ctx, i, ablation_value, forward_batch), a)
             for i, a in enumerate(ctx.activations)
         ]
 
     return run_cam(
-        model,
-        inputs,
-        target,
-        layer,
-        formula,
-        gradients=False,
-        reshape=reshape,
-        relu=relu,
-        normalize=normalize,
-        upsample=upsample,
+        model, inputs, target, layer, formula, method="ablationcam", gradients=False, **options
     )

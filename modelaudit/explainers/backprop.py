@@ -20,32 +20,29 @@ Example:
     >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 2, bias=False))
     >>> with torch.no_grad():
     ...     _ = net[1].weight.copy_(torch.tensor([[1.0, -2.0, 0.0, 4.0], [0.0, 0.0, 0.0, 0.0]]))
-    >>> input_gradients(net, torch.zeros(1, 1, 2, 2), target=0, normalize=False)
-    tensor([[[1., 2.],
-             [0., 4.]]])
+    >>> maps = input_gradients(net, torch.zeros(1, 1, 2, 2), target=0, normalize=False)
+    >>> maps
+    Explanation([[[1., 2.],
+                  [0., 4.]]], method='input_gradients', layer=None)
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, Unpack
 
 import torch
 from torch import nn
 
 from modelaudit.errors import InvalidInputError
-from modelaudit.explainers.engine import (
-    Reshape,
-    TargetScorer,
-    _as_leaf,
-    check_inputs,
-    explaining,
-    gradients_of,
-)
+from modelaudit.explainers.base import explanation
+from modelaudit.explainers.engine import _as_leaf, check_inputs, explaining, gradients_of
+from modelaudit.explainers.explanation import Explanation
 from modelaudit.explainers.gradient_cams import gradcam
+from modelaudit.explainers.options import CamOptions, explanation_method, resolve_options
 from modelaudit.explainers.postprocess import finish_maps
-from modelaudit.explainers.registry import register_method
 from modelaudit.hooks.layers import LayerSpec
-from modelaudit.targets import Target
+from modelaudit.targets import Target, TargetScorer, score_targets
 
 __all__ = ["guided_backprop", "guided_gradcam", "input_gradients", "reduce_channels"]
 
@@ -106,46 +103,64 @@ def _input_grads(
     try:
         with torch.enable_grad():
             out = model(leaf)
-            scorer = TargetScorer(out, target, inputs.shape[0])
-            scores = scorer.scores(out)
+            scorer, scores = score_targets(out, target, inputs.shape[0])
     finally:
         for h in handles:
             h.remove()
     return gradients_of(scores, [leaf])[0], scorer
 
 
-def _no_layer(method: str, layer: Any, reshape: Any) -> None:
-    if layer is not None or reshape is not None:
+def _input_map(
+    method: str,
+    model: nn.Module,
+    inputs: torch.Tensor,
+    target: Target,
+    layer: LayerSpec | None,
+    options: Mapping[str, Any],
+    *,
+    reduce: Reduce,
+    guided: bool,
+    cam: bool = False,
+) -> Explanation:
+    """The driver of the three methods: input gradient (times Grad-CAM), reduced, finished."""
+    opts = resolve_options(method, options, CamOptions)
+    if not cam and (layer is not None or opts["reshape"] is not None):
         raise InvalidInputError(
             f"{method} explains the input pixels: layer= and reshape= do not apply."
         )
+    check_inputs(inputs)
+    with explaining(model):
+        grads, scorer = _input_grads(model, inputs, target, guided=guided)
+    layers: list[str] = []
+    if cam:
+        cams = gradcam(model, inputs, scorer.fixed_target(), layer, reshape=opts["reshape"])
+        layers = [cams.layer] if isinstance(cams.layer, str) else list(cams.layer or ())
+        grads = grads * (cams if not scorer.single else cams[:, None])[:, :, None]
+    maps = reduce_channels(grads, reduce)
+    maps = finish_maps(
+        [maps], maps.shape[-2:], relu=opts["relu"], normalize=opts["normalize"], upsample=False
+    )
+    return explanation(maps, method, layers, [scorer], inputs)
 
 
-def _finish(maps: torch.Tensor, scorer: TargetScorer, relu: bool, normalize: bool) -> torch.Tensor:
-    out = finish_maps([maps], maps.shape[-2:], relu=relu, normalize=normalize, upsample=False)
-    return out[:, 0] if scorer.single else out
-
-
-@register_method("input_gradients")
+@explanation_method("input_gradients")
 def input_gradients(
     model: nn.Module,
     inputs: torch.Tensor,
     target: Target = None,
     layer: LayerSpec | None = None,
     *,
-    reshape: Reshape | None = None,
-    relu: bool = True,
-    normalize: bool = True,
-    upsample: bool = True,
     reduce: Reduce = "abs_max",
-) -> torch.Tensor:
+    **options: Unpack[CamOptions],
+) -> Explanation:
     """Vanilla gradient saliency: ``reduce_c(dS / dx_c)`` (Simonyan et al., 2014).
 
-    Args:
-        reduce: how colour channels become one map (module docstring).
+    Maps are at input resolution, so ``upsample`` has no effect.
 
-    Other arguments, return value and errors as :func:`~modelaudit.explainers.gradcam`
-    (``layer`` and ``reshape`` must be None).
+    Args:
+        layer: must be None (the input pixels are explained).
+        reshape: must be None.
+        reduce: how colour channels become one map (module docstring).
 
     Example:
         >>> import torch, torch.nn as nn
@@ -156,33 +171,29 @@ def input_gradients(
         >>> input_gradients(net, x, target=1).shape
         torch.Size([2, 16, 16])
     """
-    _no_layer("input_gradients", layer, reshape)
-    check_inputs(inputs)
-    with explaining(model):
-        grads, scorer = _input_grads(model, inputs, target, guided=False)
-    return _finish(reduce_channels(grads, reduce), scorer, relu, normalize)
+    return _input_map(
+        "input_gradients", model, inputs, target, layer, options, reduce=reduce, guided=False
+    )
 
 
-@register_method("guided_backprop")
+@explanation_method("guided_backprop")
 def guided_backprop(
     model: nn.Module,
     inputs: torch.Tensor,
     target: Target = None,
     layer: LayerSpec | None = None,
     *,
-    reshape: Reshape | None = None,
-    relu: bool = True,
-    normalize: bool = True,
-    upsample: bool = True,
     reduce: Reduce = "abs_max",
-) -> torch.Tensor:
+    **options: Unpack[CamOptions],
+) -> Explanation:
     """Guided backpropagation (Springenberg et al., 2015), reduced over colour channels.
 
-    Args:
-        reduce: how colour channels become one map (module docstring).
+    Maps are at input resolution, so ``upsample`` has no effect.
 
-    Other arguments, return value and errors as :func:`~modelaudit.explainers.gradcam`
-    (``layer`` and ``reshape`` must be None).
+    Args:
+        layer: must be None (the input pixels are explained).
+        reshape: must be None.
+        reduce: how colour channels become one map (module docstring).
 
     Example:
         >>> import torch, torch.nn as nn
@@ -193,35 +204,29 @@ def guided_backprop(
         >>> guided_backprop(net, x, target=1, reduce="abs_sum").shape
         torch.Size([2, 16, 16])
     """
-    _no_layer("guided_backprop", layer, reshape)
-    check_inputs(inputs)
-    with explaining(model):
-        grads, scorer = _input_grads(model, inputs, target, guided=True)
-    return _finish(reduce_channels(grads, reduce), scorer, relu, normalize)
+    return _input_map(
+        "guided_backprop", model, inputs, target, layer, options, reduce=reduce, guided=True
+    )
 
 
-@register_method("guided_gradcam")
+@explanation_method("guided_gradcam")
 def guided_gradcam(
     model: nn.Module,
     inputs: torch.Tensor,
     target: Target = None,
     layer: LayerSpec | None = None,
     *,
-    reshape: Reshape | None = None,
-    relu: bool = True,
-    normalize: bool = True,
-    upsample: bool = True,
     reduce: Reduce = "abs_max",
-) -> torch.Tensor:
+    **options: Unpack[CamOptions],
+) -> Explanation:
     """Guided Grad-CAM (Selvaraju et al., 2017): guided backprop times the Grad-CAM map.
 
     ``reduce_c(G_c * L)`` with ``G`` the guided-backprop gradient (N, K, C, H, W) and ``L``
-    the Grad-CAM map at ``layer`` (ReLU'd, upsampled, normalised as :func:`gradcam`).
+    the Grad-CAM map at ``layer`` (ReLU'd, upsampled, normalised as :func:`gradcam`, with
+    ``reshape``). Maps are at input resolution, so ``upsample`` has no effect.
 
     Args:
         reduce: how colour channels become one map (module docstring).
-
-    Other arguments, return value and errors as :func:`~modelaudit.explainers.gradcam`.
 
     Example:
         >>> import torch, torch.nn as nn
@@ -229,12 +234,18 @@ def guided_gradcam(
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
         ...                     nn.Flatten(), nn.Linear(4, 5))
         >>> x = torch.rand(2, 3, 16, 16)
-        >>> guided_gradcam(net, x, target=1, layer="1").shape
-        torch.Size([2, 16, 16])
+        >>> maps = guided_gradcam(net, x, target=1, layer="1")
+        >>> maps.shape, maps.method, maps.layer
+        (torch.Size([2, 16, 16]), 'guided_gradcam', '1')
     """
-    check_inputs(inputs)
-    with explaining(model):
-        grads, scorer = _input_grads(model, inputs, target, guided=True)
-    cams = gradcam(model, inputs, scorer.fixed_target(), layer, reshape=reshape)
-    cams = cams if not scorer.single else cams[:, None]
-    return _finish(reduce_channels(grads * cams[:, :, None], reduce), scorer, relu, normalize)
+    return _input_map(
+        "guided_gradcam",
+        model,
+        inputs,
+        target,
+        layer,
+        options,
+        reduce=reduce,
+        guided=True,
+        cam=True,
+    )

@@ -1,7 +1,8 @@
-"""The driver shared by every layer-based method: checks, engine pass, formula, post-processing.
+"""The driver shared by every layer-based method: checks, engine passes, formula, post-processing.
 
 A method supplies only its formula: a function from a :class:`CamContext` to one raw
-(N, K, h, w) map per layer. :func:`run_cam` does the rest, identically for every method.
+(N, K, h, w) map per layer. :func:`run_cam` does the rest, identically for every method,
+and returns an :class:`~modelaudit.explainers.explanation.Explanation`.
 
 Example:
     >>> import torch, torch.nn as nn
@@ -9,39 +10,41 @@ Example:
     >>> net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     >>> def channel_sum(ctx):
     ...     return [a.sum(1, keepdim=True).expand(-1, ctx.k, -1, -1) for a in ctx.activations]
-    >>> run_cam(net, torch.rand(3, 1, 4, 4), None, "1", channel_sum, gradients=False).shape
-    torch.Size([3, 4, 4])
+    >>> maps = run_cam(net, torch.rand(3, 1, 4, 4), None, "1", channel_sum, method="demo",
+    ...                gradients=False)
+    >>> maps.shape, maps.method, maps.layer
+    (torch.Size([3, 4, 4]), 'demo', '1')
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Unpack
 
 import torch
 from torch import nn
 
 from modelaudit.explainers.engine import (
-    BatchSize,
     LayerCapture,
     Reshape,
-    TargetScorer,
-    batch_parts,
-    capture_layers,
     check_inputs,
     explaining,
+    run_in_passes,
 )
+from modelaudit.explainers.explanation import Explanation
 from modelaudit.explainers.layer_choice import select_layers
+from modelaudit.explainers.options import CamOptions, GradientOptions, resolve_options
 from modelaudit.explainers.postprocess import finish_maps
 from modelaudit.hooks.layers import LayerSpec
-from modelaudit.targets import Target
+from modelaudit.targets import Target, TargetScorer
 
-__all__ = ["CamContext", "run_cam"]
+__all__ = ["CamContext", "Formula", "explanation", "run_cam"]
 
 
 @dataclasses.dataclass
 class CamContext:
-    """Everything a method's formula may use.
+    """Everything a method's formula may use (for the samples of one pass).
 
     Attributes:
         model: the model (in eval mode, parameters not requiring grad).
@@ -89,51 +92,77 @@ def run_cam(
     layer: LayerSpec | None,
     formula: Formula,
     *,
+    method: str,
     gradients: bool,
-    reshape: Reshape | None = None,
-    relu: bool = True,
-    normalize: bool = True,
-    upsample: bool = True,
-    batch_size: BatchSize = None,
-) -> torch.Tensor:
+    **options: Unpack[GradientOptions],
+) -> Explanation:
     """Explain ``inputs`` with ``formula``: (N, H, W) maps, or (N, K, H, W) for K targets.
 
-    Model state is restored and no hook is left, whatever happens. With ``gradients``,
-    ``batch_size`` splits the batch into passes (see
-    :func:`~modelaudit.explainers.engine.batch_parts`), each running the engine and
-    ``formula`` on its samples, so that neither the autograd graph nor the gradients are
-    ever held for the whole batch.
+    ``method`` names the method (in messages and on the result). Model state is restored
+    and no hook is left, whatever happens. With ``gradients``, the batch goes through in
+    passes of ``pass_size`` samples (:func:`~modelaudit.explainers.engine.run_in_passes`),
+    each running the engine and ``formula`` on its samples, so that neither the autograd
+    graph nor the gradients are ever held for the whole batch; without, ``pass_size`` is
+    not an option.
     """
+    opts = resolve_options(method, options, GradientOptions if gradients else CamOptions)
     check_inputs(inputs)
-    n = inputs.shape[0]
+    scorers: list[TargetScorer] = []
     with explaining(model):
         layers = select_layers(model, inputs, layer)
-        raws: list[torch.Tensor] = []
-        single = True
-        # gradient methods run the batch in parts (each sample's map depends on it alone)
-        parts = batch_parts(model, n, target, batch_size if gradients else None)
-        for part, part_target, graph in parts:
-            part_inputs = inputs[part]
-            cap = capture_layers(
-                model,
-                part_inputs,
-                layers,
-                part_target,
-                gradients=gradients,
-                reshape=reshape,
-                first_sample=part.start,
-                graph=graph,
-            )
-            raw = formula(CamContext(model, part_inputs, layers, cap, reshape))
-            single = cap.scorer.single
-            if parts.one_pass:
-                raws = raw
-                continue
-            if not raws:  # full-size raw maps, filled part by part
-                raws = [r.new_empty((n, *r.shape[1:])) for r in raw]
-            for full, got in zip(raws, raw):
-                full[part] = got
+
+        def use(part: slice, cap: LayerCapture) -> list[torch.Tensor]:
+            scorers.append(cap.scorer)
+            return formula(CamContext(model, inputs[part], layers, cap, opts["reshape"]))
+
+        raws = run_in_passes(
+            model,
+            inputs,
+            layers,
+            target,
+            use,
+            gradients=gradients,
+            reshape=opts["reshape"],
+            pass_size=opts.get("pass_size"),
+        )
     maps = finish_maps(
-        raws, inputs.shape[-2:], relu=relu, normalize=normalize, upsample=upsample
+        raws,
+        inputs.shape[-2:],
+        relu=opts["relu"],
+        normalize=opts["normalize"],
+        upsample=opts["upsample"],
     ).to(inputs.device)
-    return maps[:, 0] if single else maps
+    return explanation(maps, method, list(layers), scorers, inputs)
+
+
+def explanation(
+    maps: torch.Tensor,
+    method: str,
+    layers: Sequence[str],
+    scorers: Sequence[TargetScorer],
+    inputs: torch.Tensor,
+) -> Explanation:
+    """(N, K, H, W) maps as an Explanation: (N, H, W) for one target per sample.
+
+    ``scorers`` are those of the passes, in batch order; ``layers`` the explained names
+    (none for a method without a layer).
+
+    Example:
+        >>> import torch
+        >>> from modelaudit.targets import score_targets
+        >>> scorer, _ = score_targets(torch.tensor([[0.0, 1.0]]), None)
+        >>> explanation(torch.zeros(1, 1, 2, 2), "m", ["a", "b"], [scorer],
+        ...             torch.zeros(1, 3, 2, 2)).layer
+        ('a', 'b')
+    """
+    found = [c for c in (s.classes() for s in scorers) if c is not None]
+    targets = None
+    if found and len(found) == len(scorers):  # class targets (not a callable)
+        targets = found[0] if len(found) == 1 else torch.cat(found)
+    return Explanation(
+        maps[:, 0] if scorers[-1].single else maps,
+        method=method,
+        layer=None if not layers else layers[0] if len(layers) == 1 else tuple(layers),
+        targets=targets,
+        inputs=inputs,
+    )

@@ -20,14 +20,16 @@ Example:
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import torch
 from torch import nn
 
 from modelaudit.errors import InvalidInputError, LayerNotFoundError
-from modelaudit.explainers.base import CamContext, run_cam
-from modelaudit.explainers.engine import Reshape
+from modelaudit.explainers.base import CamContext, Formula, run_cam
+from modelaudit.explainers.explanation import Explanation
 from modelaudit.explainers.gradient_cams import weighted_sum
-from modelaudit.explainers.registry import register_method
+from modelaudit.explainers.options import CamOptions, explanation_method
 from modelaudit.hooks.layers import LayerSpec, resolve_layer
 from modelaudit.targets import Target
 
@@ -88,31 +90,26 @@ def find_classifier(
     return hits[-1]
 
 
-@register_method("cam")
+@explanation_method("cam")
 def cam(
     model: nn.Module,
     inputs: torch.Tensor,
     target: Target = None,
     layer: LayerSpec | None = None,
     *,
-    reshape: Reshape | None = None,
-    relu: bool = True,
-    normalize: bool = True,
-    upsample: bool = True,
     fc: str | nn.Module | None = None,
     check: bool = True,
-) -> torch.Tensor:
+    **options: Unpack[CamOptions],
+) -> Explanation:
     """CAM: ``sum_k W[c, k] A_k`` with ``W`` the weights of the GAP -> Linear classifier.
 
-    Needs class-index targets (a callable target is an error) and exactly one layer.
+    Needs class-index targets (a callable target is an error) and exactly one layer;
+    ``InvalidInputError`` also when the check fails.
 
     Args:
         fc: the classifier (name or module); default: found as the module docstring says.
         check: verify that the output equals ``W . mean_ij(A) + b`` on this batch
             (relative tolerance 1e-3), i.e. that CAM's formula describes the model.
-
-    Other arguments, return value and errors as :func:`~modelaudit.explainers.gradcam`;
-    also ``InvalidInputError`` when the check fails.
 
     Example:
         >>> import torch, torch.nn as nn
@@ -125,6 +122,20 @@ def cam(
         >>> bool(gap.abs().max() < 1e-6)  # float rounding apart
         True
     """
+    return run_cam(
+        model,
+        inputs,
+        target,
+        layer,
+        _cam_formula(fc, check),
+        method="cam",
+        gradients=False,
+        **options,
+    )
+
+
+def _cam_formula(fc: str | nn.Module | None, check: bool) -> Formula:
+    """CAM's formula: the classifier's weights of each target class on the activations."""
 
     def formula(ctx: CamContext) -> list[torch.Tensor]:
         if len(ctx.activations) != 1:
@@ -141,18 +152,7 @@ def cam(
         w = weight.to(acts.dtype)[idx.to(weight.device)]  # (N, K, C)
         return [weighted_sum(w.to(acts.device), acts)]
 
-    return run_cam(
-        model,
-        inputs,
-        target,
-        layer,
-        formula,
-        gradients=False,
-        reshape=reshape,
-        relu=relu,
-        normalize=normalize,
-        upsample=upsample,
-    )
+    return formula
 
 
 def _check_head(

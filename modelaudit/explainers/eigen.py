@@ -23,12 +23,14 @@ Example:
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import torch
 from torch import nn
 
 from modelaudit.explainers.base import CamContext, run_cam
-from modelaudit.explainers.engine import GRADIENT_BATCH_SIZE, BatchSize, Reshape
-from modelaudit.explainers.registry import register_method
+from modelaudit.explainers.explanation import Explanation
+from modelaudit.explainers.options import CamOptions, GradientOptions, explanation_method
 from modelaudit.hooks.layers import LayerSpec
 from modelaudit.targets import Target
 
@@ -61,19 +63,16 @@ def principal_projection(values: torch.Tensor, *, center: bool = True) -> torch.
     return (proj * sign[:, None]).view(b, h, w)
 
 
-@register_method("eigencam")
+@explanation_method("eigencam")
 def eigencam(
     model: nn.Module,
     inputs: torch.Tensor,
     target: Target = None,
     layer: LayerSpec | None = None,
     *,
-    reshape: Reshape | None = None,
-    relu: bool = True,
-    normalize: bool = True,
-    upsample: bool = True,
     center: bool = True,
-) -> torch.Tensor:
+    **options: Unpack[CamOptions],
+) -> Explanation:
     """Eigen-CAM (Muhammad & Yeasin, 2020): projection of the activations on their first
     principal component (see the module docstring for centring and sign).
 
@@ -83,8 +82,6 @@ def eigencam(
     Args:
         center: subtract each channel's spatial mean before the SVD (PCA); ``False``: the
             paper's uncentred SVD.
-
-    Other arguments, return value and errors as :func:`~modelaudit.explainers.gradcam`.
 
     Example:
         >>> import torch, torch.nn as nn
@@ -103,33 +100,20 @@ def eigencam(
         ]
 
     return run_cam(
-        model,
-        inputs,
-        target,
-        layer,
-        formula,
-        gradients=False,
-        reshape=reshape,
-        relu=relu,
-        normalize=normalize,
-        upsample=upsample,
+        model, inputs, target, layer, formula, method="eigencam", gradients=False, **options
     )
 
 
-@register_method("eigengradcam")
+@explanation_method("eigengradcam")
 def eigengradcam(
     model: nn.Module,
     inputs: torch.Tensor,
     target: Target = None,
     layer: LayerSpec | None = None,
     *,
-    reshape: Reshape | None = None,
-    relu: bool = True,
-    normalize: bool = True,
-    upsample: bool = True,
-    batch_size: BatchSize = GRADIENT_BATCH_SIZE,
     center: bool = True,
-) -> torch.Tensor:
+    **options: Unpack[GradientOptions],
+) -> Explanation:
     """EigenGrad-CAM (pytorch-grad-cam): first principal component of ``g * A``.
 
     The element-wise product of gradient and activation (class-specific) is projected as in
@@ -137,8 +121,6 @@ def eigengradcam(
 
     Args:
         center: subtract each channel's spatial mean before the SVD.
-
-    Other arguments, return value and errors as :func:`~modelaudit.explainers.gradcam`.
 
     Example:
         >>> import torch, torch.nn as nn
@@ -158,15 +140,5 @@ def eigengradcam(
         return out
 
     return run_cam(
-        model,
-        inputs,
-        target,
-        layer,
-        formula,
-        gradients=True,
-        reshape=reshape,
-        relu=relu,
-        normalize=normalize,
-        upsample=upsample,
-        batch_size=batch_size,
+        model, inputs, target, layer, formula, method="eigengradcam", gradients=True, **options
     )

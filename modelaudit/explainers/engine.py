@@ -9,18 +9,19 @@ The rules (DESIGN section 3):
 - gradients come from ``torch.autograd.grad`` to that leaf only: no parameter ``.grad`` is
   touched, parameters do not even require grad during the call;
 - K targets per sample are differentiated in one batched backward (``is_grads_batched``);
-- the batch may go through in parts (:func:`batch_parts`), so that the autograd graph
-  never holds more than a measured budget of samples;
+- the batch may go through in passes of ``pass_size`` samples (:func:`run_in_passes`), so
+  that the autograd graph never holds more than a measured budget of samples;
 - the model runs in eval mode and comes back exactly as it was; every hook is removed in a
   ``finally``; results are detached, so no graph outlives the call.
 
-The engine works inside ``torch.no_grad()`` (it enables grad only where it needs it) and
-inside ``torch.inference_mode()`` (it steps out of inference mode for the call; inputs that
-are inference tensors are read, never modified).
+Targets are resolved and scored by :func:`modelaudit.targets.score_targets`. The engine
+works inside ``torch.no_grad()`` (it enables grad only where it needs it) and inside
+``torch.inference_mode()`` (it steps out of inference mode for the call; inputs that are
+inference tensors are read, never modified).
 
 Example:
     >>> import torch, torch.nn as nn
-    >>> from modelaudit.explainers.engine import TargetScorer, capture_layers, explaining
+    >>> from modelaudit.explainers.engine import capture_layers, explaining
     >>> net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     >>> x = torch.ones(1, 1, 2, 2)
     >>> with explaining(net):
@@ -40,29 +41,28 @@ import torch
 from torch import nn
 
 from modelaudit.errors import HookError, InvalidInputError
+from modelaudit.explainers.batching import Batches
 from modelaudit.hooks.state import preserved_state
-from modelaudit.targets import Target, resolve_class_targets
+from modelaudit.targets import Target, TargetScorer, score_targets
 
 __all__ = [
-    "GRADIENT_BATCH_SIZE",
+    "DEFAULT_PASS_SIZE",
     "GRAPH_BUDGET_BYTES",
     "PROBE_SAMPLES",
-    "BatchParts",
-    "BatchSize",
     "GraphBytes",
     "LayerCapture",
+    "PassSize",
     "Reshape",
-    "TargetScorer",
-    "batch_parts",
     "capture_layers",
     "check_inputs",
     "explaining",
     "gradients_of",
+    "run_in_passes",
 ]
 
 Reshape = Callable[[torch.Tensor], torch.Tensor]
 
-#: Default ``batch_size`` of the gradient methods: run :data:`PROBE_SAMPLES` samples
+#: Default ``pass_size`` of the gradient methods: run :data:`PROBE_SAMPLES` samples
 #: first, measure the bytes their autograd graph saves, then take as many samples per pass
 #: as keep the graph under :data:`GRAPH_BUDGET_BYTES`. Deep in a network the graph is small
 #: and the rest of the batch goes in one more pass; early layers of big inputs get small
@@ -70,16 +70,17 @@ Reshape = Callable[[torch.Tensor], torch.Tensor]
 #: ``layer2`` the extra peak memory over a no-grad forward's process is +12.5% in one pass,
 #: ~+2% in passes of 3, ~+6% in passes of 4; passes of 3 or 4 took no longer than one pass
 #: (within the machine's noise), passes of 2 up to ~7% longer.
-GRADIENT_BATCH_SIZE: Literal["auto"] = "auto"
+DEFAULT_PASS_SIZE: Literal["auto"] = "auto"
 
-#: What the autograd graph of one pass may save under ``batch_size="auto"`` (resnet50's
+#: What the autograd graph of one pass may save under ``pass_size="auto"`` (resnet50's
 #: ``layer2`` saves ~22 MB per 224x224 sample: passes of 3).
 GRAPH_BUDGET_BYTES = 80 * 2**20
 
-#: Samples in the first, measured pass of ``batch_size="auto"``.
+#: Samples in the first, measured pass of ``pass_size="auto"``.
 PROBE_SAMPLES = 3
 
-BatchSize = int | Literal["auto"] | None
+#: Samples per forward and backward pass: a positive int, ``"auto"`` or ``None`` (all).
+PassSize = int | Literal["auto"] | None
 
 
 def check_inputs(inputs: Any) -> torch.Tensor:
@@ -147,103 +148,6 @@ def _as_leaf(t: torch.Tensor) -> torch.Tensor:
     if base.is_inference():
         base = base.clone()
     return base.requires_grad_(True)
-
-
-class TargetScorer:
-    """Scores of the explained targets for the first forward and for any later batch.
-
-    Class targets are fixed on the first output (``target=None`` means the class predicted
-    for the *original* input, also when a method later scores masked or noisy inputs).
-    A callable target is called on outputs of exactly N rows, ordered like the batch.
-
-    Attributes:
-        n: batch size. single: one target per sample (maps (N, H, W)) or K (maps (N, K, H, W)).
-        k: number of targets per sample.
-    """
-
-    def __init__(self, output: Any, target: Target, n: int, *, first_sample: int = 0) -> None:
-        self.n = n
-        self._fn: Callable[[Any], torch.Tensor] | None = None
-        self._idx: torch.Tensor | None = None
-        self._first: torch.Tensor | None = None
-        if callable(target):
-            self._fn = target
-            first = self._call(output)
-            self.single = first.dim() == 1
-            self.k = 1 if self.single else first.shape[1]
-            self._first = first[:, None] if self.single else first  # reused by scores()
-        else:
-            if not isinstance(output, torch.Tensor):
-                raise InvalidInputError(
-                    f"the model returned a {type(output).__name__}; class targets need (N, "
-                    "classes) logits. Pass target=callable(output) -> (N,) scores."
-                )
-            idx = resolve_class_targets(output.detach(), target, first_sample=first_sample)
-            self.single = idx.dim() == 1
-            self._idx = idx[:, None] if self.single else idx
-            self.k = self._idx.shape[1]
-
-    @property
-    def is_callable(self) -> bool:
-        """Whether the target is a callable on the model output."""
-        return self._fn is not None
-
-    def fixed_target(self) -> Target:
-        """The target as resolved on the first output: later passes explain the same classes."""
-        if self._fn is not None:
-            return self._fn
-        assert self._idx is not None
-        return self._idx[:, 0] if self.single else self._idx
-
-    def class_indices(self, method: str) -> torch.Tensor:
-        """(N, K) class indices; a callable target is an error for ``method``."""
-        if self._idx is None:
-            raise InvalidInputError(
-                f"{method} needs class indices as target; a callable target is not supported."
-            )
-        return self._idx
-
-    def _call(self, output: Any) -> torch.Tensor:
-        assert self._fn is not None
-        scores = self._fn(output)
-        if not isinstance(scores, torch.Tensor) or scores.dim() not in (1, 2):
-            got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores)
-            raise InvalidInputError(
-                f"a callable target must return (N,) or (N, K) scores; got {got}"
-            )
-        if scores.shape[0] != self.n:
-            raise InvalidInputError(
-                f"a callable target returned {scores.shape[0]} scores for a batch of {self.n}"
-            )
-        return scores
-
-    def scores(self, output: Any) -> torch.Tensor:
-        """(N, K) scores of ``output`` (differentiable); call first on the first output."""
-        if self._first is not None:  # the callable already ran on the first output
-            first, self._first = self._first, None
-            return first
-        return self.rows(output, torch.arange(self.n))
-
-    def rows(self, output: Any, samples: torch.Tensor) -> torch.Tensor:
-        """(B, K) scores of a batch whose row ``i`` is a variant of sample ``samples[i]``.
-
-        For a callable target, ``samples`` must be whole groups ``0..N-1`` in order.
-        """
-        if self._fn is None:
-            assert self._idx is not None
-            idx = self._idx.to(output.device)[samples.to(output.device)]
-            return output.gather(1, idx)
-        groups = samples.numel() // self.n
-        if samples.numel() % self.n or not torch.equal(
-            samples.cpu(), torch.arange(self.n).repeat(groups)
-        ):
-            raise AssertionError("callable targets need whole groups of N rows")  # internal
-        parts = []
-        for g in range(groups):
-            chunk = output[g * self.n : (g + 1) * self.n]
-            s = self._call(chunk)
-            parts.append(s[:, None] if s.dim() == 1 else s)
-        return torch.cat(parts)
 
 
 @dataclasses.dataclass
@@ -364,149 +268,80 @@ def _layer_hooks(
     return records, counts, hooks
 
 
-def capture_layers(
+def run_in_passes(
     model: nn.Module,
     inputs: torch.Tensor,
     layers: Mapping[str, nn.Module],
     target: Target,
+    use: Callable[[slice, LayerCapture], Sequence[torch.Tensor]],
     *,
     gradients: bool,
     reshape: Reshape | None = None,
-    batch_size: BatchSize = None,
+    pass_size: PassSize = None,
     first_sample: int = 0,
-    graph: GraphBytes | None = None,
-) -> LayerCapture:
-    """A forward through ``model`` recording ``layers`` (and d target / d layer).
+) -> list[torch.Tensor]:
+    """Capture ``layers`` pass by pass and stitch what ``use(part, capture)`` returns.
 
-    Call inside :func:`explaining`. The trunk below the earliest layer runs without a graph.
-    With ``gradients`` and a ``batch_size`` (see :func:`batch_parts`), the samples go
-    through in parts, a forward and a backward each, so that the autograd graph holds only
-    a part; the results do not depend on it. ``first_sample`` (the batch position of
-    ``inputs[0]``, for messages) and ``graph`` (counts what the graph saves) serve callers
-    that split the batch themselves.
+    Call inside :func:`explaining`. With ``gradients``, each pass takes ``pass_size``
+    samples: an int, ``"auto"`` (:data:`PROBE_SAMPLES` first, then as many as keep the
+    graph that pass saves under :data:`GRAPH_BUDGET_BYTES`) or ``None`` (all at once).
+    Without gradients there is no graph to bound, and a target that cannot be cut per
+    sample (a callable, or one malformed for the batch, which the pass then reports) sees
+    the whole batch: one pass. The tensors ``use`` returns for a pass are its samples'
+    rows of full-size results (:class:`~modelaudit.explainers.batching.Batches`).
 
     Raises:
-        HookError: a layer ran twice or never, returned a non-tensor, was modified in place
-            through another reference, or the score does not depend on it.
-        InvalidInputError: bad target, a layer output that is not (N, C, h, w) after
-            reshape, or a ``batch_size`` that is not a positive int, "auto" or None.
+        InvalidInputError: ``pass_size`` is not a positive int, "auto" or None (checked
+            whenever ``gradients``); and as :func:`capture_layers`.
+
+    Example:
+        >>> import torch, torch.nn as nn
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.ReLU(), nn.Flatten())
+        >>> sizes = []
+        >>> with explaining(net):
+        ...     _ = run_in_passes(net, torch.rand(5, 1, 2, 2), {"1": net[1]}, [0, 1, 2, 3, 4],
+        ...                       lambda part, cap: sizes.append(part.stop - part.start) or [],
+        ...                       gradients=True, pass_size=2)
+        >>> sizes
+        [2, 2, 1]
     """
-    parts = batch_parts(model, inputs.shape[0], target, batch_size if gradients else None)
-    if parts.one_pass:
-        return _capture_once(
-            model,
-            inputs,
-            layers,
-            target,
-            gradients=gradients,
-            reshape=reshape,
-            first_sample=first_sample,
-            graph=graph,
-        )
     n = inputs.shape[0]
-    first: LayerCapture | None = None
-    acts: list[torch.Tensor] = []
-    grads: list[torch.Tensor] = []
-    outputs: list[torch.Tensor] = []
-    for part, part_target, part_graph in parts:
+    size = _first_pass_size(pass_size, n) if gradients else n
+    cut = _per_sample_target(target, n) if gradients else None
+    batches = Batches(n, n if cut is None else size)
+    whole = batches.whole
+    for part in batches:
+        measure = pass_size == "auto" and part.start == 0 and not whole
+        graph = GraphBytes(model) if measure else None
         cap = _capture_once(
             model,
             inputs[part],
             layers,
-            part_target,
-            gradients=True,
+            target if whole or cut is None else cut(part),
+            gradients=gradients,
             reshape=reshape,
             first_sample=first_sample + part.start,
-            graph=part_graph,
+            graph=graph,
         )
-        assert cap.gradients is not None and isinstance(cap.output, torch.Tensor)
-        if first is None:  # full-size results, filled part by part (no concatenation copy)
-            first = cap
-            acts = [a.new_empty((n, *a.shape[1:])) for a in cap.activations]
-            grads = [g.new_empty((n, *g.shape[1:])) for g in cap.gradients]
-        for full, got in zip(acts + grads, cap.activations + cap.gradients):
-            full[part] = got
-        outputs.append(cap.output)
-    assert first is not None
-    output = torch.cat(outputs)
-    return LayerCapture(
-        first.names,
-        acts,
-        grads,
-        output,
-        TargetScorer(output, target, n, first_sample=first_sample),
-        [torch.Size((n, *s[1:])) for s in first.raw_shapes],
-    )
+        batches.put(part, use(part, cap))
+        if graph is not None:  # size the next passes from what the first one saved
+            per_sample = max(1, graph.bytes // (part.stop - part.start))
+            batches.size = max(1, GRAPH_BUDGET_BYTES // per_sample)
+    return batches.results()
 
 
-class BatchParts:
-    """The parts a batch of ``n`` samples goes through in: ``(slice, target, graph)`` each.
-
-    ``graph`` is a :class:`GraphBytes` for the first part under ``"auto"`` (None otherwise):
-    the pass that runs it must count what its graph saves; the following parts are sized
-    from that count.
-    """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        n: int,
-        target: Target,
-        batch_size: BatchSize,
-        cut: Callable[[slice], Target] | None,
-    ) -> None:
-        self.model, self.n, self.target, self.cut = model, n, target, cut
-        self.auto = batch_size == "auto"
-        first = PROBE_SAMPLES if self.auto else batch_size
-        self.first = n if cut is None or not isinstance(first, int) else min(n, first)
-
-    @property
-    def one_pass(self) -> bool:
-        """Whether the whole batch goes in one pass."""
-        return self.first >= self.n
-
-    def __iter__(self) -> Iterator[tuple[slice, Target, GraphBytes | None]]:
-        if self.one_pass or self.cut is None:
-            yield slice(0, self.n), self.target, None
-            return
-        size, start = self.first, 0
-        while start < self.n:
-            part = slice(start, min(self.n, start + size))
-            graph = GraphBytes(self.model) if self.auto and start == 0 else None
-            yield part, self.cut(part), graph
-            if graph is not None:  # size the next parts from what the first one saved
-                per_sample = max(1, graph.bytes // (part.stop - part.start))
-                size = max(1, GRAPH_BUDGET_BYTES // per_sample)
-            start = part.stop
-
-
-def batch_parts(model: nn.Module, n: int, target: Target, batch_size: BatchSize) -> BatchParts:
-    """Plan the gradient passes over a batch of ``n``: ``batch_size`` samples per pass,
-    ``"auto"`` (:data:`PROBE_SAMPLES` first, then as many as keep the saved graph under
-    :data:`GRAPH_BUDGET_BYTES`), or ``None`` (one pass). A target that cannot be cut per
-    sample (a callable, or one malformed for the batch, which the pass then reports)
-    means one pass.
-
-    Raises:
-        InvalidInputError: ``batch_size`` is not a positive int, "auto" or None.
-
-    Example:
-        >>> import torch.nn as nn
-        >>> [p for p, _, _ in batch_parts(nn.Identity(), 5, [0, 1, 2, 0, 1], 2)]
-        [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
-        >>> batch_parts(nn.Identity(), 5, lambda out: out[:, 0], 2).one_pass  # a callable
-        True
-    """
-    if (
-        batch_size is not None
-        and batch_size != "auto"
-        and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1)
-    ):
+def _first_pass_size(pass_size: PassSize, n: int) -> int:
+    """Samples in the first pass; validates ``pass_size``."""
+    if pass_size is None:
+        return n
+    if pass_size == "auto":
+        return min(n, PROBE_SAMPLES)
+    if isinstance(pass_size, bool) or not isinstance(pass_size, int) or pass_size < 1:
         raise InvalidInputError(
-            "batch_size must be a positive int (samples per pass), 'auto' or None; got "
-            f"{batch_size!r}"
+            "pass_size must be a positive int (samples per pass), 'auto' or None; got "
+            f"{pass_size!r}"
         )
-    return BatchParts(model, n, target, batch_size, _per_sample_target(target, n))
+    return min(n, pass_size)
 
 
 def _per_sample_target(target: Target, n: int) -> Callable[[slice], Target] | None:
@@ -527,6 +362,59 @@ def _per_sample_target(target: Target, n: int) -> Callable[[slice], Target] | No
     if idx.dim() not in (1, 2) or idx.shape[0] != n:
         return None
     return lambda part: idx[part]
+
+
+def capture_layers(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layers: Mapping[str, nn.Module],
+    target: Target,
+    *,
+    gradients: bool,
+    reshape: Reshape | None = None,
+    pass_size: PassSize = None,
+    first_sample: int = 0,
+) -> LayerCapture:
+    """A forward through ``model`` recording ``layers`` (and d target / d layer).
+
+    Call inside :func:`explaining`. The trunk below the earliest layer runs without a graph.
+    With ``gradients`` and a ``pass_size``, the samples go through in passes
+    (:func:`run_in_passes`), a forward and a backward each; the results do not depend on
+    it. ``first_sample`` is the batch position of ``inputs[0]`` (for messages).
+
+    Raises:
+        HookError: a layer ran twice or never, returned a non-tensor, was modified in place
+            through another reference, or the score does not depend on it.
+        InvalidInputError: bad target, a layer output that is not (N, C, h, w) after
+            reshape, or a ``pass_size`` that is not a positive int, "auto" or None.
+    """
+    caps: list[LayerCapture] = []  # the first pass's capture
+    passes: list[slice] = []
+
+    def use(part: slice, cap: LayerCapture) -> list[torch.Tensor]:
+        if not caps:
+            caps.append(cap)
+        passes.append(part)
+        return [*cap.activations, *(cap.gradients or []), cap.output]
+
+    got = run_in_passes(
+        model,
+        inputs,
+        layers,
+        target,
+        use,
+        gradients=gradients,
+        reshape=reshape,
+        pass_size=pass_size,
+        first_sample=first_sample,
+    )
+    first = caps[0]
+    if len(passes) == 1:
+        return first
+    n, k = inputs.shape[0], len(first.names)
+    scorer, _ = score_targets(got[-1], target, n, first_sample=first_sample)
+    shapes = [torch.Size((n, *s[1:])) for s in first.raw_shapes]
+    return LayerCapture(first.names, got[:k], got[k:-1], got[-1], scorer, shapes)
 
 
 class GraphBytes:
@@ -574,13 +462,10 @@ def _capture_once(
     try:
         with torch.no_grad(), counting:
             output = model(inputs)
-            scorer = TargetScorer(output, target, n, first_sample=first_sample)
-            scores: torch.Tensor | None = scorer.scores(output)  # with grad if switched on
+            scorer, scores = score_targets(output, target, n, first_sample=first_sample)
     finally:
         for handle in handles:
             handle.remove()
-    if not gradients:
-        scores = None
     missing = [name for name, c in counts.items() if c == 0]
     if missing:
         raise HookError(
@@ -589,9 +474,7 @@ def _capture_once(
         )
     names = list(layers)
     acts = [records[name][0] for name in names]
-    grads: list[torch.Tensor] | None = None
-    if scores is not None:
-        grads = gradients_of(scores, acts)
+    grads = gradients_of(scores, acts) if gradients else None  # scores have grad if on
     for name, (t, version) in records.items():
         if t._version != version:
             raise HookError(

@@ -21,12 +21,15 @@ Example:
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import torch
 
 from modelaudit.errors import InvalidInputError
-from modelaudit.explainers.base import CamContext, run_cam
-from modelaudit.explainers.engine import GRADIENT_BATCH_SIZE, BatchSize, Reshape, capture_layers
-from modelaudit.explainers.registry import register_method
+from modelaudit.explainers.base import CamContext, Formula, run_cam
+from modelaudit.explainers.engine import PassSize, capture_layers
+from modelaudit.explainers.explanation import Explanation
+from modelaudit.explainers.options import GradientOptions, explanation_method, resolve_options
 from modelaudit.hooks.layers import LayerSpec
 from modelaudit.targets import Target
 
@@ -58,57 +61,18 @@ def _gradcam(ctx: CamContext) -> list[torch.Tensor]:
     return [weighted_sum(g.mean(dim=_SPATIAL), a) for a, g in zip(ctx.activations, ctx.gradients)]
 
 
-@register_method("gradcam")
+@explanation_method("gradcam")
 def gradcam(
     model: torch.nn.Module,
     inputs: torch.Tensor,
     target: Target = None,
     layer: LayerSpec | None = None,
-    *,
-    reshape: Reshape | None = None,
-    relu: bool = True,
-    normalize: bool = True,
-    upsample: bool = True,
-    batch_size: BatchSize = GRADIENT_BATCH_SIZE,
-) -> torch.Tensor:
+    **options: Unpack[GradientOptions],
+) -> Explanation:
     """Grad-CAM (Selvaraju et al., 2017): ``ReLU(sum_k w_k A_k)``, ``w_k = mean_ij g_k``.
 
     The weights are the spatial *mean* of the gradient (TorchCAM and pytorch-grad-cam agree;
     Captum's LayerGradCam also, but it skips the ReLU and upsamples nearest by default).
-
-    Args:
-        model: the model; its train/eval flags, ``requires_grad`` and ``.grad`` come back
-            unchanged, and no hook is left on it.
-        inputs: (N, C, H, W) floating images (finite).
-        target: ``None`` (predicted class), a class index, N indices, (N, K) indices, or a
-            callable ``output -> (N,) or (N, K)`` scores (see :mod:`modelaudit.targets`).
-        layer: a name (typos get suggestions), module, class, glob, predicate, or a list of
-            them (maps fused by the mean of per-layer maps); ``None``: the default layer
-            (:mod:`modelaudit.explainers.layer_choice`: e.g. ``layer4`` of a ResNet).
-        reshape: ``activation -> (N, C, h, w)`` for token layers (:func:`vit_reshape`,
-            :func:`swin_reshape`); applied to activations and gradients.
-        relu: clamp the map at zero; ``False`` keeps signed values.
-        normalize: scale each map to [0, 1] by ``(x - min) / (max - min + eps)``, ``eps``
-            relative to the map's scale (:mod:`~modelaudit.explainers.postprocess`); ``False``
-            keeps raw values.
-        upsample: resize bilinearly (``align_corners=False``) to H x W; ``False`` keeps the
-            layer's resolution.
-        batch_size: samples per forward and backward pass, which bounds the autograd
-            graph's memory (the maps do not depend on it). ``"auto"``: three samples, then as
-            many per pass as keep the graph under 80 MB
-            (:data:`~modelaudit.explainers.engine.GRAPH_BUDGET_BYTES`); an int: that many;
-            ``None``: the whole batch at once (fastest on a GPU). A callable target sees the
-            whole batch, so it always takes one pass.
-
-    Returns:
-        Detached float maps (N, H, W), or (N, K, H, W) for K targets per sample, on the
-        inputs' device.
-
-    Raises:
-        InvalidInputError: bad inputs (shape, dtype, NaN/Inf), a target of the wrong length,
-            a class out of range.
-        LayerNotFoundError: unknown layer, or no default layer (model without convolution).
-        HookError: the layer runs twice or never in a forward pass.
 
     Example:
         >>> import torch, torch.nn as nn
@@ -125,17 +89,7 @@ def gradcam(
         torch.Size([2, 14, 14])
     """
     return run_cam(
-        model,
-        inputs,
-        target,
-        layer,
-        _gradcam,
-        gradients=True,
-        reshape=reshape,
-        relu=relu,
-        normalize=normalize,
-        upsample=upsample,
-        batch_size=batch_size,
+        model, inputs, target, layer, _gradcam, method="gradcam", gradients=True, **options
     )
 
 
@@ -172,19 +126,14 @@ def _gradcam_pp(ctx: CamContext) -> list[torch.Tensor]:
     ]
 
 
-@register_method("gradcam_pp")
+@explanation_method("gradcam_pp")
 def gradcam_pp(
     model: torch.nn.Module,
     inputs: torch.Tensor,
     target: Target = None,
     layer: LayerSpec | None = None,
-    *,
-    reshape: Reshape | None = None,
-    relu: bool = True,
-    normalize: bool = True,
-    upsample: bool = True,
-    batch_size: BatchSize = GRADIENT_BATCH_SIZE,
-) -> torch.Tensor:
+    **options: Unpack[GradientOptions],
+) -> Explanation:
     """Grad-CAM++ (Chattopadhyay et al., 2018), eq. 19 with the exponential-score trick.
 
     ``w_k = sum_ij alpha_kij ReLU(g_kij)``, ``alpha_kij = g_kij^2 / (2 g_kij^2 +
@@ -194,8 +143,6 @@ def gradcam_pp(
     ``normalize=False`` maps differ from the paper, by that factor). TorchCAM puts
     ``sum_ab A_kab g_kab^3`` in the denominator instead of ``(sum_ab A_kab) g_kij^3``, and
     both peers add an epsilon (1e-6 / 1e-8) to it; here a zero denominator gives ``alpha = 0``.
-
-    Arguments, return value and errors as :func:`gradcam`.
 
     Example:
         >>> import torch, torch.nn as nn
@@ -207,36 +154,58 @@ def gradcam_pp(
         torch.Size([2, 16, 16])
     """
     return run_cam(
-        model,
-        inputs,
-        target,
-        layer,
-        _gradcam_pp,
-        gradients=True,
-        reshape=reshape,
-        relu=relu,
-        normalize=normalize,
-        upsample=upsample,
-        batch_size=batch_size,
+        model, inputs, target, layer, _gradcam_pp, method="gradcam_pp", gradients=True, **options
     )
 
 
-@register_method("smooth_gradcam_pp")
+def _smooth_plusplus(
+    num_samples: int, noise_level: float, seed: int | None, pass_size: PassSize
+) -> Formula:
+    """The Smooth Grad-CAM++ formula: Grad-CAM++ weights from noise-averaged derivatives."""
+
+    def formula(ctx: CamContext) -> list[torch.Tensor]:
+        x = ctx.inputs
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        span = (x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3))).view(-1, 1, 1, 1)
+        sums: list[list[torch.Tensor]] | None = None
+        for _ in range(num_samples):
+            noise = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
+            cap = capture_layers(
+                ctx.model,
+                x + noise * noise_level * span,
+                ctx.layers,
+                ctx.scorer.fixed_target(),
+                gradients=True,
+                reshape=ctx.reshape,
+                pass_size=pass_size,
+            )
+            assert cap.gradients is not None
+            powers = [[g, g.pow(2), g.pow(3)] for g in cap.gradients]
+            if sums is None:
+                sums = powers
+            else:
+                sums = [[s + p for s, p in zip(ss, ps)] for ss, ps in zip(sums, powers)]
+        assert sums is not None
+        return [
+            weighted_sum(plusplus_weights(a, *(s / num_samples for s in ss)), a)
+            for a, ss in zip(ctx.activations, sums)
+        ]
+
+    return formula
+
+
+@explanation_method("smooth_gradcam_pp")
 def smooth_gradcam_pp(
     model: torch.nn.Module,
     inputs: torch.Tensor,
     target: Target = None,
     layer: LayerSpec | None = None,
     *,
-    reshape: Reshape | None = None,
-    relu: bool = True,
-    normalize: bool = True,
-    upsample: bool = True,
-    batch_size: BatchSize = GRADIENT_BATCH_SIZE,
     num_samples: int = 8,
     noise_level: float = 0.15,
     seed: int | None = 0,
-) -> torch.Tensor:
+    **options: Unpack[GradientOptions],
+) -> Explanation:
     """Smooth Grad-CAM++ (Omeiza et al., 2019): Grad-CAM++ with SmoothGrad derivatives.
 
     For ``n = num_samples`` noisy copies ``x + e``, ``e ~ N(0, s^2)`` with
@@ -245,14 +214,13 @@ def smooth_gradcam_pp(
     ``w_k = sum_ij alpha_kij ReLU(D1_kij)``, ``alpha = D2 / (2 D2 + (sum_ab A_kab) D3)``,
     with ``A`` the activation of the clean input; the targets are those of the clean input.
     TorchCAM uses an absolute noise std (0.3, 4 samples) and the last sample's gradient in
-    the ReLU.
+    the ReLU. ``pass_size`` applies to the noisy copies (the clean input takes one pass
+    without gradients).
 
     Args:
         num_samples: noisy copies (each costs one lean forward and backward).
         noise_level: noise std as a fraction of each input's value range.
         seed: seed of the noise (``None``: torch's global generator).
-
-    Other arguments, return value and errors as :func:`gradcam`.
 
     Example:
         >>> import torch, torch.nn as nn
@@ -269,46 +237,10 @@ def smooth_gradcam_pp(
             f"smooth_gradcam_pp needs num_samples >= 1 and noise_level >= 0; got "
             f"num_samples={num_samples}, noise_level={noise_level}"
         )
-
-    def formula(ctx: CamContext) -> list[torch.Tensor]:
-        x = ctx.inputs
-        gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        span = (x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3))).view(-1, 1, 1, 1)
-        sums: list[list[torch.Tensor]] | None = None
-        for _ in range(num_samples):
-            noise = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
-            cap = capture_layers(
-                ctx.model,
-                x + noise * noise_level * span,
-                ctx.layers,
-                ctx.scorer.fixed_target(),
-                gradients=True,
-                reshape=ctx.reshape,
-                batch_size=batch_size,
-            )
-            assert cap.gradients is not None
-            powers = [[g, g.pow(2), g.pow(3)] for g in cap.gradients]
-            if sums is None:
-                sums = powers
-            else:
-                sums = [[s + p for s, p in zip(ss, ps)] for ss, ps in zip(sums, powers)]
-        assert sums is not None
-        return [
-            weighted_sum(plusplus_weights(a, *(s / num_samples for s in ss)), a)
-            for a, ss in zip(ctx.activations, sums)
-        ]
-
+    opts = resolve_options("smooth_gradcam_pp", options, GradientOptions)
+    formula = _smooth_plusplus(num_samples, noise_level, seed, opts.pop("pass_size"))
     return run_cam(
-        model,
-        inputs,
-        target,
-        layer,
-        formula,
-        gradients=False,
-        reshape=reshape,
-        relu=relu,
-        normalize=normalize,
-        upsample=upsample,
+        model, inputs, target, layer, formula, method="smooth_gradcam_pp", gradients=False, **opts
     )
 
 
@@ -320,23 +252,18 @@ def _xgradcam(ctx: CamContext) -> list[torch.Tensor]:
     return out
 
 
-@register_method("xgradcam")
+@explanation_method("xgradcam")
 def xgradcam(
     model: torch.nn.Module,
     inputs: torch.Tensor,
     target: Target = None,
     layer: LayerSpec | None = None,
-    *,
-    reshape: Reshape | None = None,
-    relu: bool = True,
-    normalize: bool = True,
-    upsample: bool = True,
-    batch_size: BatchSize = GRADIENT_BATCH_SIZE,
-) -> torch.Tensor:
+    **options: Unpack[GradientOptions],
+) -> Explanation:
     """XGrad-CAM (Fu et al., 2020): ``w_k = sum_ij g_kij A_kij / sum_ab A_kab``.
 
     A channel whose activations sum to zero gets weight 0 (pytorch-grad-cam adds 1e-7 to
-    the sum instead). Arguments, return value and errors as :func:`gradcam`.
+    the sum instead).
 
     Example:
         >>> import torch, torch.nn as nn
@@ -348,17 +275,7 @@ def xgradcam(
         torch.Size([2, 16, 16])
     """
     return run_cam(
-        model,
-        inputs,
-        target,
-        layer,
-        _xgradcam,
-        gradients=True,
-        reshape=reshape,
-        relu=relu,
-        normalize=normalize,
-        upsample=upsample,
-        batch_size=batch_size,
+        model, inputs, target, layer, _xgradcam, method="xgradcam", gradients=True, **options
     )
 
 
@@ -366,24 +283,18 @@ def _hirescam(ctx: CamContext) -> list[torch.Tensor]:
     return [(g * a[:, None]).sum(dim=2) for a, g in zip(ctx.activations, ctx.gradients)]
 
 
-@register_method("hirescam")
+@explanation_method("hirescam")
 def hirescam(
     model: torch.nn.Module,
     inputs: torch.Tensor,
     target: Target = None,
     layer: LayerSpec | None = None,
-    *,
-    reshape: Reshape | None = None,
-    relu: bool = True,
-    normalize: bool = True,
-    upsample: bool = True,
-    batch_size: BatchSize = GRADIENT_BATCH_SIZE,
-) -> torch.Tensor:
+    **options: Unpack[GradientOptions],
+) -> Explanation:
     """HiResCAM (Draelos & Carin, 2020): ``ReLU(sum_k g_k * A_k)``, element-wise product.
 
     For a GAP -> Linear head it is CAM divided by h * w (the same normalised map); unlike
-    Grad-CAM it does not average the gradient over space. Arguments, return value and errors as
-    :func:`gradcam`.
+    Grad-CAM it does not average the gradient over space.
 
     Example:
         >>> import torch, torch.nn as nn
@@ -395,17 +306,7 @@ def hirescam(
         torch.Size([2, 16, 16])
     """
     return run_cam(
-        model,
-        inputs,
-        target,
-        layer,
-        _hirescam,
-        gradients=True,
-        reshape=reshape,
-        relu=relu,
-        normalize=normalize,
-        upsample=upsample,
-        batch_size=batch_size,
+        model, inputs, target, layer, _hirescam, method="hirescam", gradients=True, **options
     )
 
 
@@ -415,22 +316,15 @@ def _elementwise(ctx: CamContext) -> list[torch.Tensor]:
     ]
 
 
-@register_method("gradcam_elementwise")
+@explanation_method("gradcam_elementwise")
 def gradcam_elementwise(
     model: torch.nn.Module,
     inputs: torch.Tensor,
     target: Target = None,
     layer: LayerSpec | None = None,
-    *,
-    reshape: Reshape | None = None,
-    relu: bool = True,
-    normalize: bool = True,
-    upsample: bool = True,
-    batch_size: BatchSize = GRADIENT_BATCH_SIZE,
-) -> torch.Tensor:
+    **options: Unpack[GradientOptions],
+) -> Explanation:
     """Grad-CAM element-wise (pytorch-grad-cam's ``GradCAMElementWise``): ``sum_k ReLU(g_k * A_k)``.
-
-    Arguments, return value and errors as :func:`gradcam`.
 
     Example:
         >>> import torch, torch.nn as nn
@@ -447,12 +341,9 @@ def gradcam_elementwise(
         target,
         layer,
         _elementwise,
+        method="gradcam_elementwise",
         gradients=True,
-        reshape=reshape,
-        relu=relu,
-        normalize=normalize,
-        upsample=upsample,
-        batch_size=batch_size,
+        **options,
     )
 
 
@@ -462,24 +353,18 @@ def _layercam(ctx: CamContext) -> list[torch.Tensor]:
     ]
 
 
-@register_method("layercam")
+@explanation_method("layercam")
 def layercam(
     model: torch.nn.Module,
     inputs: torch.Tensor,
     target: Target = None,
     layer: LayerSpec | None = None,
-    *,
-    reshape: Reshape | None = None,
-    relu: bool = True,
-    normalize: bool = True,
-    upsample: bool = True,
-    batch_size: BatchSize = GRADIENT_BATCH_SIZE,
-) -> torch.Tensor:
+    **options: Unpack[GradientOptions],
+) -> Explanation:
     """LayerCAM (Jiang et al., 2021): ``ReLU(sum_k ReLU(g_k) * A_k)``.
 
     Several layers are fused by this package's rule (mean of normalised maps), not by the
     paper's ``tanh(2 M / max M)`` rescaling of shallow layers followed by a maximum.
-    Arguments, return value and errors as :func:`gradcam`.
 
     Example:
         >>> import torch, torch.nn as nn
@@ -491,15 +376,5 @@ def layercam(
         torch.Size([2, 16, 16])
     """
     return run_cam(
-        model,
-        inputs,
-        target,
-        layer,
-        _layercam,
-        gradients=True,
-        reshape=reshape,
-        relu=relu,
-        normalize=normalize,
-        upsample=upsample,
-        batch_size=batch_size,
+        model, inputs, target, layer, _layercam, method="layercam", gradients=True, **options
     )

@@ -13,12 +13,12 @@ reference code instead weights each channel by the class *probability*
 ``softmax_c(f(M_k * x))`` with no channel softmax: pass ``weights="probability"``.
 pytorch-grad-cam upsamples with ``align_corners=True``.
 
-Efficiency: masked inputs run in batches of ``batch_size`` under ``torch.inference_mode``.
+Efficiency: masked inputs run ``forward_batch`` per forward under ``torch.inference_mode``.
 The default ``"auto"`` takes 8 per forward, fewer for inputs larger than 224x224, so that
 one forward holds at most :data:`MASKED_PIXELS` pixels (8 images of 224x224). Measured on
 CPU (one thread, resnet18 at 224x224, bench/): 8 per forward was level with
 pytorch-grad-cam's 16 (0.9-1.03x its time, depending on the process's heap) and adds
-10-15% to the peak memory of a one-image forward's process; ``batch_size=2`` adds 2% and
+10-15% to the peak memory of a one-image forward's process; ``forward_batch=2`` adds 2% and
 takes up to ~10% longer.
 A channel that is constant over the map has an all-zero mask, so its masked input is the
 same for every such channel: it is scored once per sample (not once per channel) and the
@@ -37,17 +37,18 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, Unpack
 
 import torch
 from torch import nn
 
 from modelaudit.errors import InvalidInputError
 from modelaudit.explainers.base import CamContext, Formula, run_cam
-from modelaudit.explainers.engine import Reshape
+from modelaudit.explainers.batching import Batches
+from modelaudit.explainers.explanation import Explanation
 from modelaudit.explainers.gradient_cams import weighted_sum
+from modelaudit.explainers.options import CamOptions, explanation_method
 from modelaudit.explainers.postprocess import normalize_maps, upsample_maps
-from modelaudit.explainers.registry import register_method
 from modelaudit.hooks.layers import LayerSpec
 from modelaudit.targets import Target
 
@@ -56,17 +57,18 @@ __all__ = ["iscam", "masked_scores", "scorecam", "sscam", "top_variance_channels
 # (mask (B, 1, H, W), inputs (B, C, H, W)) -> masked inputs (B, C, H, W)
 Variant = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Weights = Literal["softmax", "probability"]
+ForwardBatch = int | Literal["auto"]
 
 
-#: Pixels per masked forward under ``batch_size="auto"`` (8 images of 224x224).
+#: Pixels per masked forward under ``forward_batch="auto"`` (8 images of 224x224).
 MASKED_PIXELS = 8 * 224 * 224
 
-#: Masked inputs per forward under ``batch_size="auto"`` for small inputs.
+#: Masked inputs per forward under ``forward_batch="auto"`` for small inputs.
 MAX_MASKED_BATCH = 8
 
 
-def masked_batch(batch_size: int | Literal["auto"], inputs: torch.Tensor) -> int:
-    """Masked inputs per forward: ``batch_size``, or for ``"auto"`` 8, fewer for big inputs.
+def masked_batch(forward_batch: ForwardBatch, inputs: torch.Tensor) -> int:
+    """Masked inputs per forward: ``forward_batch``, or for ``"auto"`` 8, fewer for big inputs.
 
     Example:
         >>> import torch
@@ -75,20 +77,20 @@ def masked_batch(batch_size: int | Literal["auto"], inputs: torch.Tensor) -> int
         >>> masked_batch(32, torch.zeros(1, 3, 224, 224))
         32
     """
-    if batch_size != "auto":
-        return int(batch_size)
+    if forward_batch != "auto":
+        return int(forward_batch)
     pixels = inputs.shape[-2] * inputs.shape[-1]
     return max(1, min(MAX_MASKED_BATCH, MASKED_PIXELS // pixels))
 
 
-def _check_options(batch_size: int | Literal["auto"], num_samples: int, weights: str) -> None:
-    bad_batch = batch_size != "auto" and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+def _check_options(forward_batch: ForwardBatch, num_samples: int, weights: str) -> None:
+    bad_batch = forward_batch != "auto" and (
+        isinstance(forward_batch, bool) or not isinstance(forward_batch, int) or forward_batch < 1
     )
     if bad_batch or num_samples < 1:
         raise InvalidInputError(
-            "batch_size must be a positive int or 'auto' and num_samples >= 1; got "
-            f"batch_size={batch_size!r}, num_samples={num_samples}"
+            "forward_batch must be a positive int or 'auto' and num_samples >= 1; got "
+            f"forward_batch={forward_batch!r}, num_samples={num_samples}"
         )
     if weights not in ("softmax", "probability"):
         raise InvalidInputError(f"weights must be 'softmax' or 'probability'; got {weights!r}")
@@ -99,17 +101,19 @@ def masked_scores(
     acts: torch.Tensor,
     variants: list[Variant],
     *,
-    batch_size: int,
+    forward_batch: int,
     probability: bool = False,
     keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean over ``variants`` of the target scores of masked inputs: (N, K, C).
 
-    Channels constant over the map share one all-zero-mask forward per sample. With
-    ``keep`` (N, C) bool, only those channels are scored (the others' scores are 0).
+    ``forward_batch`` masked inputs go through the model per forward (whole groups of N
+    for a callable target). Channels constant over the map share one all-zero-mask forward
+    per sample. With ``keep`` (N, C) bool, only those channels are scored (the others'
+    scores are 0). ``probability``: class targets scored by their softmax probability.
     """
     n, c = acts.shape[:2]
-    scorer, x = ctx.scorer, ctx.inputs
+    scorer, x = ctx.scorer.probabilities() if probability else ctx.scorer, ctx.inputs
     flat = acts.flatten(2)
     if keep is None:
         keep = torch.ones(n, c, dtype=torch.bool, device=acts.device)
@@ -119,10 +123,7 @@ def masked_scores(
         total = None
         for variant in variants:
             with torch.inference_mode():
-                out = ctx.model(variant(masks, x[samples]))
-                if probability:
-                    out = torch.softmax(out, dim=1)
-                rows = scorer.rows(out, samples).clone()
+                rows = scorer.rows(ctx.model(variant(masks, x[samples])), samples).clone()
             total = rows if total is None else total + rows
         assert total is not None
         return total.clone() / len(variants)  # clone: a normal tensor, not an inference one
@@ -133,17 +134,18 @@ def masked_scores(
         pairs = torch.stack(
             [torch.arange(n).repeat(len(chans)), chans.cpu().repeat_interleave(n)], dim=1
         )
-        step = max(1, batch_size // n) * n
+        step = max(1, forward_batch // n) * n
         skipped = ~active.any(0, keepdim=True).expand(n, c) & keep
     else:
         pairs = active.nonzero().cpu()
-        step = batch_size
+        step = forward_batch
         skipped = ~active & keep
-    for chunk in pairs.split(step):
-        ni, ci = chunk[:, 0], chunk[:, 1]
+    batches = Batches(len(pairs), step, into=[scores])
+    for part in batches:
+        ni, ci = pairs[part, 0], pairs[part, 1]
         maps = upsample_maps(acts[ni.to(acts.device), ci.to(acts.device)], x.shape[-2:])
         masks = normalize_maps(maps)[:, None].to(x.dtype)
-        scores[ni, :, ci] = score(masks, ni).to(scores.dtype)
+        batches.put((ni, slice(None), ci), [score(masks, ni).to(scores.dtype)])
     if bool(skipped.any()):
         zero = score(
             torch.zeros(n, 1, *x.shape[-2:], dtype=x.dtype, device=x.device), torch.arange(n)
@@ -175,7 +177,7 @@ def top_variance_channels(acts: torch.Tensor, top_k: int) -> torch.Tensor:
 def _score_formula(
     variants: Callable[[], list[Variant]],
     weights: Weights,
-    batch_size: int | Literal["auto"],
+    forward_batch: ForwardBatch,
     top_k: int | None = None,
 ) -> Formula:
     def formula(ctx: CamContext) -> list[torch.Tensor]:
@@ -188,7 +190,7 @@ def _score_formula(
                 ctx,
                 a,
                 variants(),
-                batch_size=masked_batch(batch_size, ctx.inputs),
+                forward_batch=masked_batch(forward_batch, ctx.inputs),
                 probability=weights == "probability",
                 keep=keep,
             )
@@ -209,21 +211,18 @@ def _noise(like: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
     return torch.randn(like.shape, generator=gen, dtype=like.dtype).to(like.device)
 
 
-@register_method("scorecam")
+@explanation_method("scorecam")
 def scorecam(
     model: nn.Module,
     inputs: torch.Tensor,
     target: Target = None,
     layer: LayerSpec | None = None,
     *,
-    reshape: Reshape | None = None,
-    relu: bool = True,
-    normalize: bool = True,
-    upsample: bool = True,
-    batch_size: int | Literal["auto"] = "auto",
+    forward_batch: ForwardBatch = "auto",
     weights: Weights = "softmax",
     top_k: int | None = None,
-) -> torch.Tensor:
+    **options: Unpack[CamOptions],
+) -> Explanation:
     """Score-CAM (Wang et al., 2020); formula and conventions in the module docstring.
 
     Costs one forward per non-constant channel and sample (batched). ``top_k=k`` is the
@@ -232,13 +231,9 @@ def scorecam(
     it costs ``k`` forwards per sample instead of ``C``.
 
     Args:
-        batch_size: masked inputs per forward; ``"auto"``: 8, fewer for inputs larger
-            than 224x224 (see the module docstring).
         weights: ``"softmax"`` (over channels, as the peers) or ``"probability"`` (class
             probability of each masked input, as the authors' code; class targets only).
         top_k: score only the ``top_k`` highest-variance channels (None: all, exact).
-
-    Other arguments, return value and errors as :func:`~modelaudit.explainers.gradcam`.
 
     Example:
         >>> import torch, torch.nn as nn
@@ -246,48 +241,37 @@ def scorecam(
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
         ...                     nn.Flatten(), nn.Linear(4, 5))
         >>> x = torch.rand(2, 3, 16, 16)
-        >>> scorecam(net, x, target=3, layer="1", batch_size=8).shape
+        >>> scorecam(net, x, target=3, layer="1", forward_batch=8).shape
         torch.Size([2, 16, 16])
     """
-    _check_options(batch_size, 1, weights)
+    _check_options(forward_batch, 1, weights)
     if top_k is not None and top_k < 1:
         raise InvalidInputError(f"top_k must be >= 1 (or None for exact Score-CAM); got {top_k}")
 
     def variants() -> list[Variant]:
         return [lambda m, x: m * x]
 
+    formula = _score_formula(variants, weights, forward_batch, top_k)
     return run_cam(
-        model,
-        inputs,
-        target,
-        layer,
-        _score_formula(variants, weights, batch_size, top_k),
-        gradients=False,
-        reshape=reshape,
-        relu=relu,
-        normalize=normalize,
-        upsample=upsample,
+        model, inputs, target, layer, formula, method="scorecam", gradients=False, **options
     )
 
 
-@register_method("sscam")
+@explanation_method("sscam")
 def sscam(
     model: nn.Module,
     inputs: torch.Tensor,
     target: Target = None,
     layer: LayerSpec | None = None,
     *,
-    reshape: Reshape | None = None,
-    relu: bool = True,
-    normalize: bool = True,
-    upsample: bool = True,
-    batch_size: int | Literal["auto"] = "auto",
+    forward_batch: ForwardBatch = "auto",
     num_samples: int = 10,
     std: float = 2.0,
     noise: Literal["mask", "input"] = "mask",
     seed: int | None = 0,
     weights: Weights = "softmax",
-) -> torch.Tensor:
+    **options: Unpack[CamOptions],
+) -> Explanation:
     """SS-CAM (Wang, Naidu et al., 2020): Score-CAM with scores averaged over noise.
 
     ``w_k = softmax_k(mean_i S((M_k + e_i) * x))`` with ``e_i ~ N(0, std^2)`` per pixel
@@ -297,15 +281,11 @@ def sscam(
     scoring each of them separately). Costs ``num_samples`` times Score-CAM.
 
     Args:
-        batch_size: masked inputs per forward; ``"auto"``: 8, fewer for inputs larger
-            than 224x224 (see the module docstring).
         num_samples: noise draws averaged per channel.
         std: the noise's standard deviation (on the [0, 1] mask, or on the input).
         noise: ``"mask"`` or ``"input"``.
         seed: seed of the noise (``None``: torch's global generator).
         weights: as :func:`scorecam`.
-
-    Other arguments, return value and errors as :func:`~modelaudit.explainers.gradcam`.
 
     Example:
         >>> import torch, torch.nn as nn
@@ -316,7 +296,7 @@ def sscam(
         >>> sscam(net, x, target=3, layer="1", num_samples=2).shape
         torch.Size([2, 16, 16])
     """
-    _check_options(batch_size, num_samples, weights)
+    _check_options(forward_batch, num_samples, weights)
     if noise not in ("mask", "input") or std < 0:
         raise InvalidInputError(
             f"noise must be 'mask' or 'input' and std >= 0; got {noise!r}, {std}"
@@ -328,35 +308,24 @@ def sscam(
             return [lambda m, x: (m + std * _noise(m, gen)) * x for _ in range(num_samples)]
         return [lambda m, x: m * (x + std * _noise(x, gen)) for _ in range(num_samples)]
 
+    formula = _score_formula(variants, weights, forward_batch)
     return run_cam(
-        model,
-        inputs,
-        target,
-        layer,
-        _score_formula(variants, weights, batch_size),
-        gradients=False,
-        reshape=reshape,
-        relu=relu,
-        normalize=normalize,
-        upsample=upsample,
+        model, inputs, target, layer, formula, method="sscam", gradients=False, **options
     )
 
 
-@register_method("iscam")
+@explanation_method("iscam")
 def iscam(
     model: nn.Module,
     inputs: torch.Tensor,
     target: Target = None,
     layer: LayerSpec | None = None,
     *,
-    reshape: Reshape | None = None,
-    relu: bool = True,
-    normalize: bool = True,
-    upsample: bool = True,
-    batch_size: int | Literal["auto"] = "auto",
+    forward_batch: ForwardBatch = "auto",
     num_samples: int = 10,
     weights: Weights = "softmax",
-) -> torch.Tensor:
+    **options: Unpack[CamOptions],
+) -> Explanation:
     """IS-CAM (Naidu et al., 2020): Score-CAM integrated along the path from 0 to the mask.
 
     ``w_k = softmax_k(1/n sum_{i=1..n} S((i/n) M_k * x))``, a Riemann sum of the score
@@ -366,12 +335,8 @@ def iscam(
     Costs ``num_samples`` times Score-CAM.
 
     Args:
-        batch_size: masked inputs per forward; ``"auto"``: 8, fewer for inputs larger
-            than 224x224 (see the module docstring).
         num_samples: integration steps ``n``.
         weights: as :func:`scorecam`.
-
-    Other arguments, return value and errors as :func:`~modelaudit.explainers.gradcam`.
 
     Example:
         >>> import torch, torch.nn as nn
@@ -382,7 +347,7 @@ def iscam(
         >>> iscam(net, x, target=3, layer="1", num_samples=2).shape
         torch.Size([2, 16, 16])
     """
-    _check_options(batch_size, num_samples, weights)
+    _check_options(forward_batch, num_samples, weights)
 
     def scaled(f: float) -> Variant:
         return lambda m, x: (f * m) * x
@@ -390,15 +355,7 @@ def iscam(
     def variants() -> list[Variant]:
         return [scaled((i + 1) / num_samples) for i in range(num_samples)]
 
+    formula = _score_formula(variants, weights, forward_batch)
     return run_cam(
-        model,
-        inputs,
-        target,
-        layer,
-        _score_formula(variants, weights, batch_size),
-        gradients=False,
-        reshape=reshape,
-        relu=relu,
-        normalize=normalize,
-        upsample=upsample,
+        model, inputs, target, layer, formula, method="iscam", gradients=False, **options
     )

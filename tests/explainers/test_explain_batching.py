@@ -1,4 +1,4 @@
-"""Gradient methods run the batch in parts of ``batch_size`` samples: same maps, bounded graph."""
+"""Gradient methods run the batch in passes of ``pass_size`` samples: same maps, bounded graph."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 from modelaudit.errors import InvalidInputError
 from modelaudit.explainers import engine, explain
-from modelaudit.explainers.engine import GRADIENT_BATCH_SIZE
+from modelaudit.explainers.engine import DEFAULT_PASS_SIZE
 
 GRADIENT_METHODS = [
     "gradcam",
@@ -32,13 +32,13 @@ def forward_batch_sizes(model: torch.nn.Module) -> tuple[list[int], object]:
 @pytest.mark.parametrize(
     "target", [None, 2, [0, 1, 2, 0, 1], [[0, 1], [2, 0], [1, 2], [0, 0], [2, 1]]]
 )
-def test_maps_do_not_depend_on_batch_size(small_net, name, target):
+def test_maps_do_not_depend_on_pass_size(small_net, name, target):
     x = torch.rand(5, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     kw: dict = {"relu": False, "normalize": False}  # raw maps: no zeros to agree trivially
     if name == "smooth_gradcam_pp":
         kw["seed"] = 0
-    whole = explain(name, small_net, x, target, "r2", batch_size=None, **kw)
-    parts = explain(name, small_net, x, target, "r2", batch_size=2, **kw)
+    whole = explain(name, small_net, x, target, "r2", pass_size=None, **kw)
+    parts = explain(name, small_net, x, target, "r2", pass_size=2, **kw)
     assert parts.shape == whole.shape
     assert (whole.flatten(-2).std(dim=-1) > 0).all()
     torch.testing.assert_close(parts, whole, rtol=0, atol=1e-10)
@@ -53,8 +53,8 @@ def run_sizes(model, n: int, **kw) -> list[int]:
     return sizes
 
 
-def test_auto_batch_size_probes_then_fills_the_graph_budget(small_net, monkeypatch):
-    assert GRADIENT_BATCH_SIZE == "auto"
+def test_auto_pass_size_probes_then_fills_the_graph_budget(small_net, monkeypatch):
+    assert DEFAULT_PASS_SIZE == "auto"
     probes: list[engine.GraphBytes] = []
 
     class Spy(engine.GraphBytes):
@@ -78,10 +78,10 @@ def test_auto_batch_size_probes_then_fills_the_graph_budget(small_net, monkeypat
     assert len(probes) == 3
 
 
-def test_explicit_batch_size_and_none(small_net):
-    assert run_sizes(small_net, 5, batch_size=2) == [2, 2, 1]
-    assert run_sizes(small_net, 5, batch_size=5) == [5]
-    assert run_sizes(small_net, 5, batch_size=None) == [5]
+def test_explicit_pass_size_and_none(small_net):
+    assert run_sizes(small_net, 5, pass_size=2) == [2, 2, 1]
+    assert run_sizes(small_net, 5, pass_size=5) == [5]
+    assert run_sizes(small_net, 5, pass_size=None) == [5]
 
 
 def test_callable_target_sees_the_whole_batch(small_net):
@@ -92,7 +92,7 @@ def test_callable_target_sees_the_whole_batch(small_net):
         return out[:, 0]
 
     maps = explain(
-        "gradcam", small_net, torch.rand(6, 3, 8, 8, dtype=torch.float64), score, "r2", batch_size=2
+        "gradcam", small_net, torch.rand(6, 3, 8, 8, dtype=torch.float64), score, "r2", pass_size=2
     )
     assert maps.shape == (6, 8, 8)
     assert seen == [6]
@@ -102,7 +102,7 @@ def test_out_of_range_class_names_its_place_in_the_whole_batch(small_net, hook_c
     x = torch.rand(5, 3, 8, 8, dtype=torch.float64)
     before = {n: p.requires_grad for n, p in small_net.named_parameters()}
     with pytest.raises(InvalidInputError, match="class 9 for sample 3 is out of range"):
-        explain("gradcam", small_net, x, [0, 1, 2, 9, 0], "r2", batch_size=2)
+        explain("gradcam", small_net, x, [0, 1, 2, 9, 0], "r2", pass_size=2)
     assert hook_count(small_net) == 0
     assert {n: p.requires_grad for n, p in small_net.named_parameters()} == before
     assert all(p.grad is None for p in small_net.parameters())
@@ -116,15 +116,15 @@ def test_wrong_target_length_is_reported_for_the_whole_batch(small_net):
             torch.rand(5, 3, 8, 8, dtype=torch.float64),
             [0, 1],
             "r2",
-            batch_size=2,
+            pass_size=2,
         )
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.0, True, "4", "Auto"])
-def test_bad_batch_size_is_a_clear_error(small_net, bad):
+def test_bad_pass_size_is_a_clear_error(small_net, bad):
     with pytest.raises(
         InvalidInputError,
-        match=r"batch_size must be a positive int \(samples per pass\), 'auto' or None",
+        match=r"pass_size must be a positive int \(samples per pass\), 'auto' or None",
     ):
         explain(
             "gradcam",
@@ -132,7 +132,7 @@ def test_bad_batch_size_is_a_clear_error(small_net, bad):
             torch.rand(5, 3, 8, 8, dtype=torch.float64),
             0,
             "r2",
-            batch_size=bad,
+            pass_size=bad,
         )
 
 
@@ -144,7 +144,7 @@ def test_score_cams_do_not_depend_on_the_masked_batch(small_net, name):
         kw["num_samples"] = 2
     auto = explain(name, small_net, x, [0, 1, 2], "r2", **kw)  # 8 per forward for 8x8
     for b in (1, 5):
-        got = explain(name, small_net, x, [0, 1, 2], "r2", batch_size=b, **kw)
+        got = explain(name, small_net, x, [0, 1, 2], "r2", forward_batch=b, **kw)
         torch.testing.assert_close(got, auto, rtol=0, atol=1e-12)
     assert (auto.flatten(1).std(dim=1) > 0).all()
 
@@ -152,18 +152,23 @@ def test_score_cams_do_not_depend_on_the_masked_batch(small_net, name):
 @pytest.mark.parametrize("name", ["scorecam", "sscam", "iscam"])
 @pytest.mark.parametrize("bad", [0, -2, True, "8", 2.5])
 def test_score_cams_reject_a_bad_masked_batch(small_net, name, bad):
-    with pytest.raises(InvalidInputError, match="batch_size must be a positive int or 'auto'"):
+    with pytest.raises(InvalidInputError, match="forward_batch must be a positive int or 'auto'"):
         explain(
-            name, small_net, torch.rand(2, 3, 8, 8, dtype=torch.float64), 0, "r2", batch_size=bad
+            name,
+            small_net,
+            torch.rand(2, 3, 8, 8, dtype=torch.float64),
+            0,
+            "r2",
+            forward_batch=bad,
         )
 
 
 def test_a_zero_dim_tensor_target_is_one_class_for_every_part(small_net):
     x = torch.rand(5, 3, 8, 8, dtype=torch.float64)
-    whole = explain("gradcam", small_net, x, 2, "r2", batch_size=None, relu=False)
+    whole = explain("gradcam", small_net, x, 2, "r2", pass_size=None, relu=False)
     sizes, handle = forward_batch_sizes(small_net)
     try:
-        parts = explain("gradcam", small_net, x, torch.tensor(2), "r2", batch_size=2, relu=False)
+        parts = explain("gradcam", small_net, x, torch.tensor(2), "r2", pass_size=2, relu=False)
     finally:
         handle.remove()
     assert sizes == [2, 2, 1]

@@ -19,8 +19,8 @@ from modelaudit.explainers import (
     guided_backprop,
     scorecam,
 )
-from modelaudit.explainers.engine import TargetScorer
 from modelaudit.explainers.layer_choice import default_layer
+from modelaudit.targets import score_targets
 
 INPUT_METHODS = {"input_gradients", "guided_backprop"}
 CHEAP = {"smooth_gradcam_pp": {"num_samples": 2}, "sscam": {"num_samples": 2}}
@@ -99,10 +99,10 @@ def assert_same_state(before, after):
 
 
 def test_trunk_below_the_layer_runs_without_graph(probed):
-    gradcam(probed, torch.rand(2, 3, 8, 8), 1, "r2", batch_size=None)
+    gradcam(probed, torch.rand(2, 3, 8, 8), 1, "r2", pass_size=None)
     assert probed.before.seen == [(False, False)]  # no graph below the layer
     assert probed.after.seen == [(True, True)]  # graph from the layer's leaf on
-    gradcam(probed, torch.rand(2, 3, 8, 8), 1, "r2", batch_size=1)  # the same in every part
+    gradcam(probed, torch.rand(2, 3, 8, 8), 1, "r2", pass_size=1)  # the same in every part
     assert probed.before.seen[1:] == [(False, False)] * 2
     assert probed.after.seen[1:] == [(True, True)] * 2
 
@@ -111,9 +111,7 @@ def test_k_targets_need_one_forward(probed):
     calls = []
     handle = probed.register_forward_pre_hook(lambda m, a: calls.append(a[0].shape[0]))
     try:
-        maps = gradcam(
-            probed, torch.rand(2, 3, 8, 8), [[0, 1, 2], [2, 1, 0]], "r2", batch_size=None
-        )
+        maps = gradcam(probed, torch.rand(2, 3, 8, 8), [[0, 1, 2], [2, 1, 0]], "r2", pass_size=None)
     finally:
         handle.remove()
     assert maps.shape == (2, 3, 8, 8)
@@ -402,7 +400,7 @@ def test_score_cam_skips_constant_channels_but_weights_them_exactly():
     rows = []
     handle = net.register_forward_pre_hook(lambda m, a: rows.append(a[0].shape[0]))
     try:
-        got = scorecam(net, x, [0, 2], "1", relu=False, normalize=False, batch_size=64)
+        got = scorecam(net, x, [0, 2], "1", relu=False, normalize=False, forward_batch=64)
     finally:
         handle.remove()
     assert rows == [2, 8, 2]  # capture, 2 samples x 4 live channels, one zero-mask pass
@@ -422,7 +420,7 @@ def test_score_cam_skips_constant_channels_but_weights_them_exactly():
 
 def test_target_scorer_fixes_predicted_classes():
     out = torch.tensor([[0.0, 3.0], [5.0, 1.0]])
-    scorer = TargetScorer(out, None, 2)
+    scorer, _ = score_targets(out, None)
     later = torch.tensor([[9.0, 0.0], [0.0, 9.0], [1.0, 2.0], [3.0, 4.0]])
     # rows of a later batch are scored for the class predicted on the first output
     torch.testing.assert_close(scorer.rows(later, torch.tensor([0, 1, 0, 1])),

@@ -308,7 +308,7 @@ def test_scorecam_probability_weights_match_loop(small_net, batch):
 
 
 def test_ablationcam_matches_loop(small_net, batch):
-    got = ablationcam(small_net, batch, TARGETS, "r2", batch_size=2, **RAW)
+    got = ablationcam(small_net, batch, TARGETS, "r2", forward_batch=2, **RAW)
     for n, cls in enumerate(TARGETS):
         x = batch[n : n + 1]
         a, _ = act_and_grad(small_net, x, small_net.r2, cls)
