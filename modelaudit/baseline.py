@@ -51,8 +51,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from modelaudit._atomic import atomic_write_text
+from modelaudit._format import format_number, format_percent
 from modelaudit.errors import BaselineError, InvalidInputError
-from modelaudit.report._atomic import atomic_write_text
 
 __all__ = [
     "BASELINE_VERSION",
@@ -63,6 +64,7 @@ __all__ = [
     "Status",
     "compare_to_entry",
     "normalize_direction",
+    "validate_tolerance",
 ]
 
 BASELINE_VERSION = 1
@@ -72,35 +74,34 @@ Direction = Literal["higher", "lower"]
 Status = Literal["ok", "improved", "regressed", "missing", "invalid", "updated", "recorded"]
 
 _PASSING: frozenset[str] = frozenset({"ok", "improved", "updated", "recorded"})
-_ALIASES = {
-    "higher": "higher",
-    "at_least": "higher",
-    "max": "higher",
-    "lower": "lower",
-    "at_most": "lower",
-    "min": "lower",
-}
 _ENTRY_KEYS = frozenset({"value", "direction", "tolerance"})
 _TOP_KEYS = frozenset({"version", "metrics", "metadata"})
 
 
 def normalize_direction(direction: str) -> Direction:
-    """Return ``"higher"`` or ``"lower"`` for a direction or one of its aliases.
-
-    ``"at_least"`` / ``"max"`` mean higher is better; ``"at_most"`` / ``"min"`` lower.
+    """Return ``direction`` if it is ``"higher"`` or ``"lower"`` (which way is better).
 
     Example:
-        >>> normalize_direction("at_least")
-        'higher'
+        >>> normalize_direction("lower")
+        'lower'
     """
-    if isinstance(direction, str) and direction in _ALIASES:
-        return cast(Direction, _ALIASES[direction])
+    if direction in ("higher", "lower"):
+        return cast(Direction, direction)
     raise InvalidInputError(
         f"direction must be 'higher' (higher is better) or 'lower', got {direction!r}"
     )
 
 
-def _check_tolerance(tolerance: object) -> float:
+def validate_tolerance(tolerance: object) -> float:
+    """Return a relative tolerance as a float; raise for anything but a finite number >= 0.
+
+    The one validator of baseline tolerances (the plugin's ``--audit-tolerance``, the
+    ``audit`` fixture, baseline files).
+
+    Example:
+        >>> validate_tolerance(0.05)
+        0.05
+    """
     if isinstance(tolerance, bool) or not isinstance(tolerance, int | float):
         raise InvalidInputError(f"tolerance must be a number >= 0, got {tolerance!r}")
     if not (math.isfinite(tolerance) and tolerance >= 0):
@@ -166,54 +167,32 @@ class Comparison:
         """The largest change in the bad direction that still passes (``tol * |baseline|``)."""
         return None if self.baseline is None else self.tolerance * abs(self.baseline)
 
-    def message(self, update_hint: str = "re-run with --audit-update-baseline") -> str:
-        """A human-readable explanation; failures end with how to update the baseline.
+    def reason(self) -> str:
+        """This comparison in one line, as a failure lists it.
 
         Example:
-            >>> c = Comparison("t::m", "m", 0.5, "higher", 0.05, 0.8, "regressed", "b.json")
-            >>> print(c.message())  # doctest: +NORMALIZE_WHITESPACE
-            metric 'm' regressed (higher is better, tolerance 5% of the baseline):
-              obtained: 0.5
-              baseline: 0.8  (t::m in b.json)
-              delta:    -0.3  (-37.5%; allowed: -0.04)
-            If the change is intended, update the baseline: re-run with --audit-update-baseline
+            >>> Comparison("t::m", "m", 0.5, "higher", 0.05, 0.8, "regressed", "b.json").reason()
+            'regressed: obtained 0.5, baseline 0.8 (t::m in b.json), delta -0.3 (-37.5%; allowed: -0.04)'
         """
         where = f"{self.key} in {self.source}" if self.source else self.key
-        better = f"{self.direction} is better"
         if self.status == "invalid":
-            return (
-                f"metric {self.name!r} is {self.value} (not a finite number); a baseline "
-                "can neither check nor store it"
-            )
-        if self.status == "recorded":
-            return f"metric {self.name!r} = {_num(self.value)} (no baseline file configured)"
+            return f"{self.value} is not a finite number: a baseline can neither check nor store it"
         if self.status == "missing":
-            file = f"\n  file: {self.source}" if self.source else ""
-            return (
-                f"no baseline for metric {self.name!r} ({better}); obtained {_num(self.value)}"
-                f"\n  id:   {self.key}{file}\nCreate the baseline: {update_hint}"
-            )
-        if self.status == "updated":
-            old = "none" if self.baseline is None else _num(self.baseline)
-            return f"metric {self.name!r} = {_num(self.value)} written to the baseline (was {old})"
+            return f"no baseline entry ({where}); obtained {format_number(self.value)}"
+        if self.status in ("recorded", "updated"):
+            return f"{self.status}: {format_number(self.value)}"
         assert self.baseline is not None and self.delta is not None and self.allowed is not None
         sign = -1.0 if self.direction == "higher" else 1.0
-        rel = f"{100 * self.delta / abs(self.baseline):+.1f}%; " if self.baseline else ""
-        body = (
-            f"  obtained: {_num(self.value)}\n"
-            f"  baseline: {_num(self.baseline)}  ({where})\n"
-            f"  delta:    {_num(self.delta, signed=True)}  "
-            f"({rel}allowed: {_num(sign * self.allowed, signed=True)})"
+        rel = (
+            f"{format_percent(self.delta / abs(self.baseline), signed=True)}; "
+            if self.baseline
+            else ""
         )
-        if self.status == "regressed":
-            note = f"  {self.note}\n" if self.note else ""
-            return (
-                f"metric {self.name!r} regressed ({better}, tolerance "
-                f"{_pct(self.tolerance)} of the baseline):\n{body}\n{note}"
-                f"If the change is intended, update the baseline: {update_hint}"
-            )
-        verdict = "improved beyond its tolerance" if self.status == "improved" else "within"
-        return f"metric {self.name!r} {verdict} ({better}):\n{body}"
+        text = (
+            f"{self.status}: obtained {format_number(self.value)}, baseline {format_number(self.baseline)} ({where}), "
+            f"delta {format_number(self.delta, signed=True)} ({rel}allowed: {format_number(sign * self.allowed, signed=True)})"
+        )
+        return f"{text}; {self.note}" if self.note else text
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able fields (non-finite numbers become None), plus delta and passed."""
@@ -238,14 +217,6 @@ class Comparison:
             source=data.get("source"),
             note=str(data.get("note") or ""),
         )
-
-
-def _num(value: float, *, signed: bool = False) -> str:
-    return f"{value:+.6g}" if signed else f"{value:.6g}"
-
-
-def _pct(fraction: float) -> str:
-    return f"{100 * fraction:.6g}%"
 
 
 def compare_to_entry(
@@ -274,7 +245,7 @@ def compare_to_entry(
     short = name if name is not None else key.rsplit("::", 1)[-1]
     wanted = normalize_direction(direction)
     if tolerance is not None:
-        tol = _check_tolerance(tolerance)
+        tol = validate_tolerance(tolerance)
     elif entry is not None:
         tol = entry.tolerance
     else:
@@ -513,7 +484,7 @@ def _entry(key: object, raw: object) -> BaselineEntry:
         raise BaselineError(f"metric {key!r}: 'value' must be a finite number, got {value!r}")
     try:
         direction = normalize_direction(raw["direction"])
-        tolerance = _check_tolerance(raw["tolerance"])
+        tolerance = validate_tolerance(raw["tolerance"])
     except InvalidInputError as exc:
         raise BaselineError(f"metric {key!r}: {exc}") from exc
     return BaselineEntry(float(value), direction, tolerance)

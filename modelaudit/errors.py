@@ -4,7 +4,7 @@ All errors raised for bad input derive from :class:`ModelAuditError`, so a user 
 them in one place; each also derives from the matching built-in (``ValueError``,
 ``LookupError``, ``RuntimeError``) so ordinary ``except`` clauses keep working.
 A failed audit is an :class:`AuditFailure`, an ``AssertionError`` that pytest reports as a
-test failure and that carries a structured :class:`~modelaudit.records.AuditRecord`.
+test failure and that carries a structured :class:`~modelaudit.checks.record.AuditRecord`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from modelaudit.records import AuditRecord
+    from modelaudit.checks.record import AuditRecord
 
 __all__ = [
     "AuditFailure",
@@ -48,17 +48,21 @@ class BaselineError(ModelAuditError):
 
 
 class AuditFailure(AssertionError):
-    """An audit check failed; ``record`` holds the structured result.
+    """An audit check failed; ``record`` holds the structured result, ``str()`` its text.
+
+    Raised by every ``assert_*`` through :func:`modelaudit.checks.record.decide`, so pytest
+    reports it as an ordinary assertion failure.
 
     Example:
-        >>> from modelaudit.records import AuditRecord
-        >>> rec = AuditRecord(check="mass_in_box", passed=False, values=[0.1], bound=0.5,
-        ...                   direction="at_least", obtained=0.1, failing=[0])
-        >>> err = AuditFailure("mass in box too low", rec)
-        >>> err.record.failing
-        [0]
+        >>> from modelaudit.checks.record import AuditRecord
+        >>> rec = AuditRecord("mass_in_box", "assert_mass_in_box", False, (0.1,), failing=(0,),
+        ...                   bound=0.5, direction="higher", obtained=0.1,
+        ...                   rule="mass_in_box >= 0.5 must hold for every sample")
+        >>> err = AuditFailure(rec)
+        >>> err.record.failing, str(err).splitlines()[0]
+        ((0,), 'assert_mass_in_box: mass_in_box >= 0.5 must hold for every sample; 1 of 1 sample fail.')
     """
 
-    def __init__(self, message: str, record: AuditRecord | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, record: AuditRecord) -> None:
+        super().__init__(record.message)
         self.record = record

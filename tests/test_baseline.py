@@ -15,8 +15,10 @@ from modelaudit.baseline import (
     Comparison,
     compare_to_entry,
     normalize_direction,
+    validate_tolerance,
 )
-from modelaudit.errors import BaselineError, InvalidInputError
+from modelaudit.checks.baseline import assert_within_baseline
+from modelaudit.errors import AuditFailure, BaselineError, InvalidInputError
 
 
 def _write(path, doc):
@@ -27,7 +29,7 @@ def _write(path, doc):
 def test_round_trip(tmp_path):
     base = Baseline(path=tmp_path / "b.json", metadata={"model": "shapes-cnn@1"})
     base.set("t.py::a::iou", 0.625, direction="higher", tolerance=0.05)
-    base.set("t.py::a::drop", 0.125, direction="at_most", tolerance=0.0)
+    base.set("t.py::a::drop", 0.125, direction="lower", tolerance=0.0)
     written = base.save()
     doc = json.loads(written.read_text())
     assert doc == {
@@ -153,10 +155,10 @@ def test_comparison_edge_cases():
     assert compare_to_entry("k", 0.9, stored, direction="higher", tolerance=0.2).status == "ok"
     # a flipped direction changes the gate's meaning: it fails until updated
     flipped = compare_to_entry("k", 1.0, stored, direction="lower")
-    assert flipped.status == "regressed" and "baseline says higher" in flipped.message()
+    assert flipped.status == "regressed" and "baseline says higher" in flipped.reason()
 
 
-def test_messages_carry_the_numbers():
+def test_failures_carry_the_numbers_and_the_update_hint():
     c = compare_to_entry(
         "t.py::test_a::iou",
         0.5,
@@ -164,13 +166,18 @@ def test_messages_carry_the_numbers():
         direction="higher",
         source="gate.json",
     )
-    text = c.message()
-    assert "obtained: 0.5" in text and "baseline: 0.8" in text
-    assert "delta:    -0.3" in text and "-37.5%" in text and "allowed: -0.04" in text
-    assert text.rstrip().endswith("--audit-update-baseline")
-    missing = compare_to_entry("t::m", 0.25, None, source="gate.json").message("run X")
-    assert "no baseline for metric 'm'" in missing and "obtained 0.25" in missing
-    assert "gate.json" in missing and missing.endswith("Create the baseline: run X")
+    # 0.5 - 0.8 = -0.3, i.e. -37.5% of 0.8; 5% of 0.8 allows -0.04
+    assert c.reason() == (
+        "regressed: obtained 0.5, baseline 0.8 (t.py::test_a::iou in gate.json), "
+        "delta -0.3 (-37.5%; allowed: -0.04)"
+    )
+    missing = compare_to_entry("t::m", 0.25, None, source="gate.json")
+    with pytest.raises(AuditFailure) as info:
+        assert_within_baseline([c, missing], hint="Create or update the baseline: run X")
+    text = str(info.value)
+    assert "2 of 2 metric" in text and "obtained 0.5" in text
+    assert "no baseline entry (t::m in gate.json); obtained 0.25" in text
+    assert text.rstrip().endswith("Create or update the baseline: run X")
 
 
 def test_comparison_dict_round_trip():
@@ -208,14 +215,93 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         Baseline().save()
 
 
-def test_direction_aliases_and_errors():
-    assert [normalize_direction(d) for d in ("at_least", "max", "at_most", "min")] == [
-        "higher",
-        "higher",
-        "lower",
-        "lower",
-    ]
+def test_only_higher_and_lower_are_directions():
+    assert normalize_direction("higher") == "higher"
+    assert normalize_direction("lower") == "lower"
+
+
+@pytest.mark.parametrize("alias", ["at_least", "at_most", "max", "min", "up", "Higher", ""])
+def test_direction_aliases_are_rejected_with_a_clear_error(alias):
+    message = (
+        r"direction must be 'higher' \(higher is better\) or 'lower', got " + repr(alias) + "$"
+    )
+    with pytest.raises(InvalidInputError, match=message):
+        normalize_direction(alias)
     with pytest.raises(InvalidInputError, match="direction must be 'higher'"):
-        normalize_direction("up")
+        compare_to_entry("k", 1.0, None, direction=alias)
+    with pytest.raises(BaselineError, match="metric 'k': direction must be 'higher'"):
+        Baseline().set("k", 1.0, direction=alias, tolerance=0.1)
+
+
+def test_validate_tolerance():
+    assert validate_tolerance(0.05) == 0.05
+    assert validate_tolerance(0) == 0.0 and type(validate_tolerance(0)) is float
+    assert validate_tolerance(2) == 2.0 and type(validate_tolerance(2)) is float
+    for bad in (True, "0.1", None, [0.1]):
+        with pytest.raises(InvalidInputError, match=r"tolerance must be a number >= 0, got "):
+            validate_tolerance(bad)
+    for bad in (-0.1, -1, math.nan, math.inf):
+        with pytest.raises(
+            InvalidInputError, match=r"tolerance must be a finite number >= 0, got " + repr(bad)
+        ):
+            validate_tolerance(bad)
     with pytest.raises(InvalidInputError, match="tolerance must be"):
         compare_to_entry("k", 1.0, None, tolerance=-1)
+    with pytest.raises(BaselineError, match="metric 'k': tolerance must be a finite number"):
+        Baseline().set("k", 1.0, direction="higher", tolerance=math.inf)
+
+
+def test_reason_of_a_regression_higher_is_better():
+    c = compare_to_entry(
+        "t::iou", 0.5, BaselineEntry(0.8, "higher", 0.05), direction="higher", source="b.json"
+    )
+    # delta = 0.5 - 0.8 = -0.3 = -37.5% of 0.8; allowed: 0.05 * 0.8 = 0.04 downwards
+    assert c.status == "regressed" and c.delta == pytest.approx(-0.3)
+    assert c.allowed == pytest.approx(0.04)
+    assert c.reason() == (
+        "regressed: obtained 0.5, baseline 0.8 (t::iou in b.json), delta -0.3 "
+        "(-37.5%; allowed: -0.04)"
+    )
+
+
+def test_reason_lower_is_better_and_without_a_source():
+    entry = BaselineEntry(0.2, "lower", 0.1)
+    # allowed: 0.1 * 0.2 = 0.02 upwards; 0.25 is +0.05 = +25%: regressed
+    c = compare_to_entry("t::drop", 0.25, entry, direction="lower")
+    assert c.reason() == (
+        "regressed: obtained 0.25, baseline 0.2 (t::drop), delta +0.05 (+25.0%; allowed: +0.02)"
+    )
+    ok = compare_to_entry("t::drop", 0.21, entry, direction="lower")
+    assert ok.status == "ok"
+    assert (
+        ok.reason()
+        == "ok: obtained 0.21, baseline 0.2 (t::drop), delta +0.01 (+5.0%; allowed: +0.02)"
+    )
+    better = compare_to_entry("t::drop", 0.1, entry, direction="lower")
+    assert better.reason().startswith(
+        "improved: obtained 0.1, baseline 0.2 (t::drop), delta -0.1 (-50.0%"
+    )
+
+
+def test_reason_of_a_zero_baseline_has_no_percentage():
+    c = compare_to_entry("t::m", 0.5, BaselineEntry(0.0, "lower", 0.5), direction="lower")
+    assert c.status == "regressed"
+    assert c.reason() == "regressed: obtained 0.5, baseline 0 (t::m), delta +0.5 (allowed: +0)"
+
+
+def test_reason_of_missing_invalid_recorded_updated_and_noted_comparisons():
+    missing = compare_to_entry("t::new", 0.3, None, source="b.json")
+    assert missing.reason() == "no baseline entry (t::new in b.json); obtained 0.3"
+    invalid = compare_to_entry("t::m", math.inf, BaselineEntry(1.0, "higher", 0.1))
+    assert (
+        invalid.reason() == "inf is not a finite number: a baseline can neither check nor store it"
+    )
+    recorded = Comparison("t::a", "a", 0.5, "higher", 0.05, None, "recorded")
+    assert recorded.reason() == "recorded: 0.5"
+    updated = Comparison("t::a", "a", 0.25, "lower", 0.05, 0.3, "updated")
+    assert updated.reason() == "updated: 0.25"
+    flipped = compare_to_entry("t::m", 1.0, BaselineEntry(1.0, "higher", 0.01), direction="lower")
+    assert flipped.reason() == (
+        "regressed: obtained 1, baseline 1 (t::m), delta +0 (+0.0%; allowed: +0.01); "
+        "the baseline says higher is better, the test now says lower"
+    )

@@ -1,17 +1,14 @@
 """Capture: record what layers receive, return and get as gradients, through torch hooks."""
 
-from modelaudit.hooks.gradients import (
-    assert_hook_grads_match_autograd,
-    assert_hooks_preserve_gradients,
-    gradcheck_module,
-)
+from modelaudit.hooks.gradients import hook_grad_gaps, hook_gradient_effects
 from modelaudit.hooks.grid import feature_map_grid, grid_layout, scale_each
 from modelaudit.hooks.inventory import (
     ModuleHook,
-    assert_no_hooks_left,
+    describe_hooks_left,
     disabled_hooks,
     hook_count,
     hooks_by_module,
+    hooks_left,
     list_hooks,
 )
 from modelaudit.hooks.layers import (
@@ -23,7 +20,7 @@ from modelaudit.hooks.layers import (
     resolve_layers,
 )
 from modelaudit.hooks.recording import CallsPolicy, Capture, HookEvent, RecordMissingError, capture
-from modelaudit.hooks.shapes import assert_feature_map_shapes, feature_map_shapes
+from modelaudit.hooks.shapes import feature_map_shapes, shape_diff
 from modelaudit.hooks.state import ModelState, preserved_state
 from modelaudit.hooks.tensors import TensorGrads, tensor_grads
 
@@ -36,19 +33,18 @@ __all__ = [
     "ModuleHook",
     "RecordMissingError",
     "TensorGrads",
-    "assert_feature_map_shapes",
-    "assert_hook_grads_match_autograd",
-    "assert_hooks_preserve_gradients",
-    "assert_no_hooks_left",
     "capture",
     "closest_layer_names",
+    "describe_hooks_left",
     "disabled_hooks",
     "feature_map_grid",
     "feature_map_shapes",
-    "gradcheck_module",
     "grid_layout",
     "hook_count",
+    "hook_grad_gaps",
+    "hook_gradient_effects",
     "hooks_by_module",
+    "hooks_left",
     "layer_names",
     "leaf_layers",
     "list_hooks",
@@ -56,5 +52,6 @@ __all__ = [
     "resolve_layer",
     "resolve_layers",
     "scale_each",
+    "shape_diff",
     "tensor_grads",
 ]

@@ -3,22 +3,22 @@
 Torch keeps a module's hooks in ordered dicts on the module (``_forward_hooks``,
 ``_forward_pre_hooks``, ``_backward_hooks``, ``_state_dict_hooks``...) and a tensor's in
 ``_backward_hooks`` / ``_post_accumulate_grad_hooks``. :func:`hook_count` and
-:func:`assert_no_hooks_left` read those dicts, so they see hooks registered by anyone (a
-leaked hook from an explanation tool included), not only modelaudit's own.
+:func:`hooks_left` read those dicts, so they see hooks registered by anyone (a leaked hook
+from an explanation tool included), not only modelaudit's own. The verdict on them is
+:func:`modelaudit.assert_no_hooks_left`.
 
 Example:
     >>> import torch.nn as nn
-    >>> from modelaudit.hooks.inventory import assert_no_hooks_left, hook_count
+    >>> from modelaudit.hooks.inventory import hook_count, hooks_left
     >>> net = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
     >>> handle = net[1].register_forward_hook(lambda module, args, output: None)
     >>> hook_count(net)["forward"]
     1
-    >>> assert_no_hooks_left(net)
-    Traceback (most recent call last):
-    ...
-    modelaudit.errors.HookError: 1 hook(s) left on the model: '1': forward x1 (<lambda>). ...
+    >>> hooks_left(net)
+    {"'1'": (1, 'forward x1 (<lambda>)')}
     >>> handle.remove()
-    >>> assert_no_hooks_left(net)
+    >>> hooks_left(net)
+    {}
 """
 
 from __future__ import annotations
@@ -31,17 +31,15 @@ from typing import Any
 
 from torch import nn
 
-from modelaudit.errors import HookError
-
 __all__ = [
     "HookId",
     "ModuleHook",
-    "assert_no_hooks_left",
     "describe_hooks_left",
     "disabled_hooks",
     "hook_count",
     "hook_ids",
     "hooks_by_module",
+    "hooks_left",
     "list_hooks",
     "remove_hooks_since",
 ]
@@ -185,20 +183,51 @@ def list_hooks(model: nn.Module, kinds: Collection[str] = RUNTIME_KINDS) -> list
     return out
 
 
+def hooks_left(
+    model: nn.Module, *, baseline: Mapping[str, Mapping[str, int]] | None = None
+) -> dict[str, tuple[int, str]]:
+    """The hooks each module carries beyond ``baseline``: ``{module: (count, description)}``.
+
+    Modules are named as messages show them (``"'layer1.0'"``, ``"the model itself"``); a
+    description reads ``"forward x1 (<function>)"``. ``*_with_kwargs`` and
+    ``*_always_called`` flags are described but not counted.
+
+    Example:
+        >>> import torch.nn as nn
+        >>> net = nn.Sequential(nn.Linear(2, 2))
+        >>> before = hooks_by_module(net)
+        >>> h = net[0].register_forward_hook(lambda m, args, out: None)
+        >>> hooks_left(net, baseline=before)
+        {"'0'": (1, 'forward x1 (<lambda>)')}
+    """
+    baseline = baseline or {}
+    left: dict[str, tuple[int, str]] = {}
+    for name, counts in hooks_by_module(model).items():
+        allowed = baseline.get(name, {})
+        extra = {k: n - allowed.get(k, 0) for k, n in counts.items() if n > allowed.get(k, 0)}
+        if not extra:
+            continue
+        module = model.get_submodule(name)
+        fns = {
+            getattr(h.fn, "__qualname__", repr(h.fn))
+            for h in list_hooks(module, [k for k in extra if not k.endswith(_FLAGS)])
+            if h.module == ""
+        }
+        parts = ", ".join(f"{k} x{n}" for k, n in extra.items())
+        named = f" ({', '.join(sorted(fns))})" if fns else ""
+        count = sum(
+            n for k, n in extra.items() if not k.endswith(("_with_kwargs", "_always_called"))
+        )
+        left[_display(name)] = (count, f"{parts}{named}")
+    return left
+
+
 def describe_hooks_left(
     model: nn.Module, *, baseline: Mapping[str, Mapping[str, int]] | None = None
 ) -> str | None:
     """Say which hooks the model carries beyond ``baseline``; ``None`` when there are none.
 
-    This is the first sentence of :func:`assert_no_hooks_left`'s error, for callers that
-    report leaks their own way (the pytest plugin's ``audit_capture`` fixture).
-
-    Args:
-        model: the model to check.
-        baseline: allowed hooks, as returned by :func:`hooks_by_module` earlier.
-
-    Returns:
-        ``"N hook(s) left on the model: <module>: <kind> xN (<function>); ..."`` or ``None``.
+    One line for callers that report leaks their own way (the ``audit_capture`` fixture).
 
     Example:
         >>> import torch.nn as nn
@@ -211,59 +240,13 @@ def describe_hooks_left(
         >>> describe_hooks_left(net) is None
         True
     """
-    baseline = baseline or {}
-    leaks: list[str] = []
-    total = 0
-    for name, counts in hooks_by_module(model).items():
-        allowed = baseline.get(name, {})
-        extra = {k: n - allowed.get(k, 0) for k, n in counts.items() if n > allowed.get(k, 0)}
-        if not extra:
-            continue
-        module = model.get_submodule(name)
-        fns = {
-            getattr(h.fn, "__qualname__", repr(h.fn))
-            for h in list_hooks(module, extra.keys())
-            if h.module == ""
-        }
-        parts = ", ".join(f"{k} x{n}" for k, n in extra.items())
-        named = f" ({', '.join(sorted(fns))})" if fns else ""
-        leaks.append(f"{_display(name)}: {parts}{named}")
-        total += sum(
-            n for k, n in extra.items() if not k.endswith(("_with_kwargs", "_always_called"))
-        )
-    if not leaks:
+    left = hooks_left(model, baseline=baseline)
+    if not left:
         return None
-    return f"{total} hook(s) left on the model: " + "; ".join(leaks)
-
-
-def assert_no_hooks_left(
-    model: nn.Module, *, baseline: Mapping[str, Mapping[str, int]] | None = None
-) -> None:
-    """Raise :class:`~modelaudit.errors.HookError` if any submodule still carries a hook.
-
-    Args:
-        model: the model to check.
-        baseline: hooks the model is allowed to have, as returned by :func:`hooks_by_module`
-            before the code under test ran (a model may legitimately use hooks, e.g. the
-            old ``spectral_norm``); only hooks beyond it are reported.
-
-    Raises:
-        HookError: the message names every module with extra hooks, their kinds and counts.
-
-    Example:
-        >>> import torch.nn as nn
-        >>> net = nn.Sequential(nn.Linear(2, 2))
-        >>> own = net.register_forward_hook(lambda m, args, out: None)
-        >>> before = hooks_by_module(net)
-        >>> assert_no_hooks_left(net, baseline=before)
-    """
-    message = describe_hooks_left(model, baseline=baseline)
-    if message is not None:
-        raise HookError(
-            message + ". Remove them with the handle their register_* call returned "
-            "(handle.remove()), ideally in a `finally`, or use a context manager such as "
-            "modelaudit.hooks."
-        )
+    total = sum(n for n, _ in left.values())
+    return f"{total} hook(s) left on the model: " + "; ".join(
+        f"{name}: {text}" for name, (_, text) in left.items()
+    )
 
 
 @contextlib.contextmanager

@@ -167,7 +167,10 @@ class Capture:
         if key not in self.layers:
             return f"{key!r} is not a captured layer; captured layers: {', '.join(map(repr, self.layers))}."
         if not self._wanted[kind]:
-            return f"{kind} were not recorded: pass {kind}=True to modelaudit.hooks."
+            return (
+                f"{kind} were not recorded: pass {kind}=True to modelaudit.hooks.capture "
+                "(ma.capture)."
+            )
         if self.calls.get(key, 0) == 0:
             return (
                 f"layer {key!r} did not run in the latest forward pass "
@@ -323,24 +326,7 @@ def capture(
     finished = False
     with contextlib.ExitStack() as stack:
         try:
-            handles.append(
-                model.register_forward_pre_hook(
-                    lambda m, a: cap._new_pass() if cap._active else None, prepend=True
-                )
-            )
-            for name, module in resolved.items():
-                pre_hook, forward_hook, backward_hook = _make_hooks(cap, name, keep)
-                handles.append(module.register_forward_pre_hook(pre_hook))
-                handles.append(module.register_forward_hook(forward_hook))
-                if grads:
-                    if module._is_full_backward_hook is False:
-                        raise HookError(
-                            f"layer {name!r} already has a hook registered with the deprecated "
-                            "register_backward_hook; torch cannot mix it with the full backward "
-                            "hook grads=True needs. Remove that hook (or capture without grads)."
-                        )
-                    full_flags.append((module, module._is_full_backward_hook))
-                    handles.append(module.register_full_backward_hook(backward_hook))
+            _register_hooks(model, resolved, cap, keep, handles, full_flags)
             if grads:
                 stack.enter_context(_out_of_place(model))
                 stack.enter_context(_silence_output_side_warning())
@@ -348,30 +334,81 @@ def capture(
             finished = True
         except RuntimeError as exc:
             if grads and _INPLACE_ERROR.search(str(exc)) and hasattr(exc, "add_note"):
-                exc.add_note(
-                    "modelaudit.hooks(grads=True) uses full backward hooks, and torch forbids "
-                    "modifying a hooked layer's output in place. Code after one of the layers "
-                    f"{list(cap.layers)} changes its output in place (e.g. `out += identity` in "
-                    "a ResNet block; in-place modules were already switched off): capture the "
-                    "gradient of a later layer instead (e.g. the enclosing block)."
-                )
+                exc.add_note(_inplace_note(cap.layers))
             raise
         finally:
             cap._active = False
-            for handle in reversed(handles):
-                handle.remove()
-            for module, flag in full_flags:
-                if not module._backward_hooks:
-                    module._is_full_backward_hook = flag
+            _remove_hooks(handles, full_flags)
     if finished and strict:
-        never = [n for n in cap.layers if n not in cap._ran]
-        if never:
-            hint = (
-                " The model was never called inside the block."
-                if cap.passes == 0
-                else " The forward pass did not call them (a branch that is skipped, or a module "
-                "that is defined but unused); pass strict=False to allow it."
-            )
-            raise HookError(
-                f"requested layer(s) never ran while capturing: {', '.join(map(repr, never))}.{hint}"
-            )
+        _check_all_ran(cap)
+
+
+def _register_hooks(
+    model: nn.Module,
+    resolved: dict[str, nn.Module],
+    cap: Capture,
+    keep: Callable[[torch.Tensor], Any],
+    handles: list[RemovableHandle],
+    full_flags: list[tuple[nn.Module, bool | None]],
+) -> None:
+    """Register the pass counter on ``model`` and the hooks of every layer.
+
+    Handles go to ``handles`` and each hooked module's previous backward-hook mode to
+    ``full_flags`` as they are made, so the caller can undo a registration that fails halfway.
+    """
+    handles.append(
+        model.register_forward_pre_hook(
+            lambda m, a: cap._new_pass() if cap._active else None, prepend=True
+        )
+    )
+    grads = cap._wanted["grads"]
+    for name, module in resolved.items():
+        pre_hook, forward_hook, backward_hook = _make_hooks(cap, name, keep)
+        handles.append(module.register_forward_pre_hook(pre_hook))
+        handles.append(module.register_forward_hook(forward_hook))
+        if grads:
+            if module._is_full_backward_hook is False:
+                raise HookError(
+                    f"layer {name!r} already has a hook registered with the deprecated "
+                    "register_backward_hook; torch cannot mix it with the full backward "
+                    "hook grads=True needs. Remove that hook (or capture without grads)."
+                )
+            full_flags.append((module, module._is_full_backward_hook))
+            handles.append(module.register_full_backward_hook(backward_hook))
+
+
+def _remove_hooks(
+    handles: list[RemovableHandle], full_flags: list[tuple[nn.Module, bool | None]]
+) -> None:
+    """Remove ``handles`` (newest first) and give modules back their backward-hook mode."""
+    for handle in reversed(handles):
+        handle.remove()
+    for module, flag in full_flags:
+        if not module._backward_hooks:
+            module._is_full_backward_hook = flag
+
+
+def _inplace_note(layers: tuple[str, ...]) -> str:
+    """The note added to torch's error when a hooked output is changed in place."""
+    return (
+        "modelaudit.hooks.capture(grads=True) uses full backward hooks, and torch forbids "
+        "modifying a hooked layer's output in place. Code after one of the layers "
+        f"{list(layers)} changes its output in place (e.g. `out += identity` in "
+        "a ResNet block; in-place modules were already switched off): capture the "
+        "gradient of a later layer instead (e.g. the enclosing block)."
+    )
+
+
+def _check_all_ran(cap: Capture) -> None:
+    """Raise :class:`~modelaudit.errors.HookError` naming requested layers that never ran."""
+    never = [n for n in cap.layers if n not in cap._ran]
+    if never:
+        hint = (
+            " The model was never called inside the block."
+            if cap.passes == 0
+            else " The forward pass did not call them (a branch that is skipped, or a module "
+            "that is defined but unused); pass strict=False to allow it."
+        )
+        raise HookError(
+            f"requested layer(s) never ran while capturing: {', '.join(map(repr, never))}.{hint}"
+        )

@@ -1,4 +1,4 @@
-"""Feature-map shapes of a model's layers, and an assertion on them with a diff-style failure.
+"""Feature-map shapes of a model's layers, and how they differ from expected ones.
 
 Example:
     >>> import torch.nn as nn
@@ -10,19 +10,20 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import torch
 from torch import nn
 
-from modelaudit.errors import AuditFailure, InvalidInputError
+from modelaudit._format import format_shape
+from modelaudit.errors import InvalidInputError
 from modelaudit.hooks.layers import LayerSpec, closest_layer_names, leaf_layers, resolve_layers
 from modelaudit.hooks.recording import capture
 from modelaudit.hooks.state import preserved_state
-from modelaudit.records import AuditRecord, emit
 
-__all__ = ["assert_feature_map_shapes", "feature_map_shapes"]
+__all__ = ["ShapeDiff", "feature_map_shapes", "shape_diff"]
 
 Example = torch.Tensor | Sequence[int] | torch.Size
 
@@ -93,12 +94,6 @@ def _shapes(
     return {name: cast(torch.Size, cap.outputs[name]) for name in cap.layers if name in cap.outputs}
 
 
-def _fmt(shape: Any) -> str:
-    if isinstance(shape, torch.Size | tuple | list) and all(isinstance(s, int) for s in shape):
-        return "(" + ", ".join(str(s) for s in shape) + ")"
-    return repr(shape)
-
-
 def _matches(obtained: Any, expected: Any) -> bool:
     """Equal shapes; an expected shape may leave out the batch dimension."""
     if not isinstance(obtained, torch.Size):
@@ -108,98 +103,74 @@ def _matches(obtained: Any, expected: Any) -> bool:
     return got == exp or (len(exp) == len(got) - 1 and got[1:] == exp)
 
 
-def assert_feature_map_shapes(
+@dataclasses.dataclass(frozen=True)
+class ShapeDiff:
+    """Layer output shapes against expected ones, layer by layer.
+
+    Attributes:
+        input_shape: the shape of the example input.
+        layers: every layer compared, in model order, then expected-only names.
+        problems: ``{layer: "obtained (...), expected (...)"}`` for each layer that is
+            mismatched, missing (expected, not produced) or unexpected (produced only).
+        kinds: ``{layer: "mismatched" | "missing" | "unexpected"}`` for the same layers.
+    """
+
+    input_shape: tuple[int, ...]
+    layers: list[str]
+    problems: dict[str, str]
+    kinds: dict[str, str]
+
+
+def shape_diff(
     model: nn.Module,
     example: Example,
     expected: Mapping[str, Sequence[int] | torch.Size],
     *,
     layers: LayerSpec | None = None,
-) -> AuditRecord:
-    """Check layer output shapes against ``expected``; fail with a diff of the differences.
+) -> ShapeDiff:
+    """Run one forward pass and compare layer output shapes with ``expected``.
 
-    Args:
-        model: the model.
-        example: an input tensor or input shape (see :func:`feature_map_shapes`).
-        expected: ``{layer: shape}``. A shape may include the batch dimension or leave it
-            out (``(64, 55, 55)`` matches an output of ``(1, 64, 55, 55)``).
-        layers: the layers whose shapes are compared. Default: every leaf module plus every
-            module named in ``expected``, so ``expected`` reads as a full snapshot and
-            leaves it does not list are reported as unexpected; pass e.g. ``nn.Conv2d`` to
-            compare only those.
-
-    Returns:
-        The passing :class:`~modelaudit.records.AuditRecord`.
-
-    Raises:
-        AuditFailure: listing mismatched layers (both shapes), missing layers (expected but
-            absent or never run) and unexpected layers (produced but not expected).
+    ``layers`` as in :func:`modelaudit.assert_feature_map_shapes` (default: every leaf
+    module plus every module named in ``expected``). A shape may include the batch dimension
+    or leave it out.
 
     Example:
         >>> import torch.nn as nn
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3))
-        >>> _ = assert_feature_map_shapes(net, (1, 3, 8, 8), {"0": (4, 6, 6), "1": (4, 4, 4)})
-        >>> assert_feature_map_shapes(net, (1, 3, 8, 8), {"0": (4, 6, 6), "1": (4, 5, 5)})
-        Traceback (most recent call last):
-        ...
-        modelaudit.errors.AuditFailure: feature-map shapes differ from expected for input (1, 3, 8, 8): 1 mismatched
-          mismatched:
-            '1': obtained (1, 4, 4, 4), expected (4, 5, 5)
+        >>> shape_diff(net, (1, 3, 8, 8), {"0": (4, 6, 6), "1": (4, 5, 5)}).problems
+        {'1': 'obtained (1, 4, 4, 4), expected (4, 5, 5)'}
     """
     x = _example_tensor(model, example)
     modules = dict(model.named_modules())
-    if layers is None:
-        chosen = list(leaf_layers(model).values())
-    else:
-        chosen = list(resolve_layers(model, layers).values())
+    chosen = list(
+        (leaf_layers(model) if layers is None else resolve_layers(model, layers)).values()
+    )
     chosen += [modules[n] for n in expected if n in modules and n != ""]
     obtained = _shapes(model, x, chosen, strict=False)
-    mismatched = [n for n in expected if n in obtained and not _matches(obtained[n], expected[n])]
-    missing = [n for n in expected if n not in obtained]
-    unexpected = [n for n in obtained if n not in expected]
-    passed = not (mismatched or missing or unexpected)
-    lines: list[str] = []
-    if mismatched:
-        lines.append("  mismatched:")
-        lines += [
-            f"    {n!r}: obtained {_fmt(obtained[n])}, expected {_fmt(expected[n])}"
-            for n in mismatched
-        ]
-    if missing:
-        lines.append("  missing (expected, but the model produced no such output):")
-        for n in missing:
-            why = "layer did not run" if n in modules else "no such layer"
-            if n not in modules:
-                close = closest_layer_names(model, n, n=3)
-                why += "; closest names: " + ", ".join(map(repr, close))
-            lines.append(f"    {n!r}: obtained none ({why}), expected {_fmt(expected[n])}")
-    if unexpected:
-        lines.append(
-            "  unexpected (produced, but not in expected; pass layers= to compare a subset):"
-        )
-        lines += [f"    {n!r}: obtained {_fmt(obtained[n])}, expected none" for n in unexpected]
-    counts = ", ".join(
-        f"{len(v)} {k}"
-        for k, v in (("mismatched", mismatched), ("missing", missing), ("unexpected", unexpected))
-        if v
-    )
-    summary = f"feature-map shapes differ from expected for input {_fmt(tuple(x.shape))}: {counts}"
-    message = "\n".join([summary, *lines]) if not passed else "feature-map shapes match"
-    bad = len(mismatched) + len(missing) + len(unexpected)
-    record = AuditRecord(
-        check="feature_map_shapes",
-        passed=passed,
-        values=[float(bad)],
-        bound=0.0,
-        direction="at_most",
-        obtained=float(bad),
-        message=message,
-        details={
-            "mismatched": {n: [_fmt(obtained[n]), _fmt(expected[n])] for n in mismatched},
-            "missing": missing,
-            "unexpected": unexpected,
-        },
-    )
-    emit(record)
-    if not passed:
-        raise AuditFailure(message, record)
-    return record
+    problems: dict[str, str] = {}
+    kinds: dict[str, str] = {}
+    for n in [*obtained, *(n for n in expected if n not in obtained)]:
+        if n not in expected:
+            kinds[n] = "unexpected"
+            problems[n] = (
+                f"obtained {format_shape(obtained[n])}, expected none (pass layers= to compare a subset)"
+            )
+        elif n not in obtained:
+            kinds[n] = "missing"
+            problems[n] = (
+                f"obtained none ({_why_missing(model, modules, n)}), expected {format_shape(expected[n])}"
+            )
+        elif not _matches(obtained[n], expected[n]):
+            kinds[n] = "mismatched"
+            problems[n] = (
+                f"obtained {format_shape(obtained[n])}, expected {format_shape(expected[n])}"
+            )
+    names = [*obtained, *(n for n in expected if n not in obtained)]
+    return ShapeDiff(tuple(x.shape), names, problems, kinds)
+
+
+def _why_missing(model: nn.Module, modules: Mapping[str, nn.Module], name: str) -> str:
+    if name in modules:
+        return "layer did not run"
+    close = closest_layer_names(model, name, n=3)
+    return "no such layer; closest names: " + ", ".join(map(repr, close))

@@ -34,6 +34,7 @@ from typing import Any, TypeAlias
 
 import torch
 
+from modelaudit._format import format_number
 from modelaudit.errors import InvalidInputError
 
 __all__ = [
@@ -86,10 +87,6 @@ class Region:
         return self._masks
 
 
-def _fmt(v: float) -> str:
-    return f"{v:g}"
-
-
 def _first_bad(t: torch.Tensor) -> tuple[int, tuple[int, ...], float]:
     """Sample index, position inside the sample and value of the first non-finite entry."""
     where = (~torch.isfinite(t)).nonzero()[0].tolist()
@@ -134,7 +131,7 @@ def check_maps(maps: Any, *, name: str = "maps", when: str = "") -> torch.Tensor
     if not bool(torch.isfinite(maps.sum())) and not bool(torch.isfinite(maps).all()):
         n, (i, j), value = _first_bad(maps)
         raise InvalidInputError(
-            f"{name}[{n}]{' ' + when if when else ''} has {_fmt(value)} at (row {i}, col {j}): "
+            f"{name}[{n}]{' ' + when if when else ''} has {format_number(value)} at (row {i}, col {j}): "
             "heat maps must be finite. "
             "A NaN usually comes from normalising an all-zero map (0/0); fix the explainer or "
             "replace it with torch.nan_to_num(maps, nan=0.0)."
@@ -169,7 +166,7 @@ def check_images(images: Any, *, name: str = "images", n: int | None = None) -> 
     if not torch.isfinite(images).all():
         s, pos, value = _first_bad(images)
         raise InvalidInputError(
-            f"{name}[{s}] has {_fmt(value)} at (channel {pos[0]}, row {pos[1]}, col {pos[2]}): "
+            f"{name}[{s}] has {format_number(value)} at (channel {pos[0]}, row {pos[1]}, col {pos[2]}): "
             "images must be finite."
         )
     return images
@@ -250,20 +247,20 @@ def _box_rows(boxes: Any, n: int, size: tuple[int, int]) -> tuple[torch.Tensor, 
 
 def _check_box(i: int, b: torch.Tensor, h: int, w: int) -> None:
     x1, y1, x2, y2 = (float(v) for v in b.tolist())
-    shown = "(" + ", ".join(_fmt(v) for v in (x1, y1, x2, y2)) + ")"
+    shown = "(" + ", ".join(format_number(v) for v in (x1, y1, x2, y2)) + ")"
     where = f"boxes[{i}] = {shown}"
     if not bool(torch.isfinite(b).all()):
         raise InvalidInputError(f"{where} is not finite")
     for lo, hi, a, c in ((x1, x2, "x1", "x2"), (y1, y2, "y1", "y2")):
         if hi < lo:
             raise InvalidInputError(
-                f"{where} is inverted: {c}={_fmt(hi)} < {a}={_fmt(lo)}. Boxes are XYXY "
+                f"{where} is inverted: {c}={format_number(hi)} < {a}={format_number(lo)}. Boxes are XYXY "
                 "(x1, y1, x2, y2) with x2 > x1 and y2 > y1; convert XYWH or CXCYWH boxes "
                 "with torchvision.ops.box_convert(boxes, 'xywh', 'xyxy')."
             )
         if hi == lo:
             raise InvalidInputError(
-                f"{where} is empty: {c} == {a} = {_fmt(lo)} (x2 and y2 are exclusive, so a "
+                f"{where} is empty: {c} == {a} = {format_number(lo)} (x2 and y2 are exclusive, so a "
                 "box covers map[y1:y2, x1:x2]). Drop the sample or give a box of at least "
                 "one pixel."
             )
@@ -271,10 +268,10 @@ def _check_box(i: int, b: torch.Tensor, h: int, w: int) -> None:
         bad = next(
             txt
             for cond, txt in (
-                (x1 < 0, f"x1={_fmt(x1)} < 0"),
-                (y1 < 0, f"y1={_fmt(y1)} < 0"),
-                (x2 > w, f"x2={_fmt(x2)} > width {w}"),
-                (y2 > h, f"y2={_fmt(y2)} > height {h}"),
+                (x1 < 0, f"x1={format_number(x1)} < 0"),
+                (y1 < 0, f"y1={format_number(y1)} < 0"),
+                (x2 > w, f"x2={format_number(x2)} > width {w}"),
+                (y2 > h, f"y2={format_number(y2)} > height {h}"),
             )
             if cond
         )
@@ -352,7 +349,8 @@ def as_region(region: RegionLike, size: tuple[int, int], n: int | None = None) -
     if empty.any():
         i = int(empty.nonzero()[0, 0])
         shown = ", ".join(
-            "(" + ", ".join(_fmt(v) for v in b.tolist()) + ")" for b in padded[i, : counts[i]]
+            "(" + ", ".join(format_number(v) for v in b.tolist()) + ")"
+            for b in padded[i, : counts[i]]
         )
         raise InvalidInputError(
             f"boxes[{i}] = {shown} contains no pixel centre (pixel (i, j) is inside when "

@@ -2,20 +2,23 @@
 
 **Score.** The model's confidence in the target class is the softmax probability of that
 class, read from the model's logits; the target is resolved once on the unmodified images
-(``target=None``: the predicted class) and kept for every perturbed forward. With a callable
-target (see :mod:`modelaudit.targets`) its ``(N,)`` score of the raw output is used as is.
+(``target=None``: the predicted class) and kept for every perturbed forward
+(:func:`modelaudit.targets.score_targets`). With a callable target its ``(N,)`` score of the
+raw output is used as is; like everywhere in the package, it is called on outputs of N rows
+ordered like the batch.
 
 **Deletion / insertion** (Petsiuk et al., RISE): pixels are ordered by map value, highest
 first (ties by row-major position; a stable sort). At step ``k = 0..steps`` the first
-``floor(k * H * W / steps)`` pixels are replaced, in every channel, by the baseline
-(deletion) or copied from the image onto the baseline (insertion). The curve of scores over
+``floor(k * H * W / steps)`` pixels are replaced, in every channel, by the fill
+(deletion) or copied from the image onto the fill (insertion). The curve of scores over
 the fraction ``k / steps`` is integrated with the trapezoidal rule, so AUCs lie in [0, 1]
 for probabilities. A faithful map gives a low deletion AUC and a high insertion AUC. All
-perturbed images go through the model in batches of ``batch_size`` under
+perturbed images go through the model ``forward_batch`` per forward under
 ``torch.inference_mode()`` with the model in eval mode (its mode is restored afterwards).
 
-**Baselines**: ``"zeros"``; ``"mean"`` (each image's per-channel mean); ``"blur"`` (Gaussian
-blur, sigma 5 px as in RISE, replicate padding); or a tensor broadcastable to the images.
+**Fills** (what replaces a deleted pixel): ``"zeros"``; ``"mean"`` (each image's
+per-channel mean); ``"blur"`` (Gaussian blur, sigma 5 px as in RISE, replicate padding); or
+a tensor broadcastable to the images.
 
 Example:
     >>> import torch
@@ -32,19 +35,20 @@ Example:
 
 from __future__ import annotations
 
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from modelaudit.errors import InvalidInputError
+from modelaudit.explainers.batching import Batches
 from modelaudit.hooks.state import preserved_state
 from modelaudit.measure._validate import check_images, check_maps, check_same_size
-from modelaudit.targets import Target, resolve_class_targets, target_scores
+from modelaudit.targets import Target, TargetScorer, score_targets
 
 __all__ = [
-    "Baseline",
+    "Fill",
     "average_drop",
     "deletion_auc",
     "increase_in_confidence",
@@ -52,7 +56,7 @@ __all__ = [
     "perturbation_curve",
 ]
 
-Baseline: TypeAlias = Literal["zeros", "blur", "mean"] | torch.Tensor
+Fill: TypeAlias = Literal["zeros", "blur", "mean"] | torch.Tensor
 
 BLUR_SIGMA = 5.0
 
@@ -69,70 +73,52 @@ def _blur(images: torch.Tensor, sigma: float = BLUR_SIGMA) -> torch.Tensor:
     return F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
-def _baseline(images: torch.Tensor, baseline: Baseline) -> torch.Tensor:
-    if isinstance(baseline, torch.Tensor):
+def _fill(images: torch.Tensor, fill: Fill) -> torch.Tensor:
+    if isinstance(fill, torch.Tensor):
         try:
-            shape = torch.broadcast_shapes(baseline.shape, images.shape)
+            shape = torch.broadcast_shapes(fill.shape, images.shape)
         except RuntimeError:
             shape = None
         if shape != images.shape:
             raise InvalidInputError(
-                f"baseline tensor of shape {tuple(baseline.shape)} does not broadcast to the "
+                f"fill tensor of shape {tuple(fill.shape)} does not broadcast to the "
                 f"images' shape {tuple(images.shape)}"
             )
-        if not torch.isfinite(baseline).all():
-            raise InvalidInputError("baseline tensor must be finite")
-        return baseline.to(images).expand_as(images)
-    if baseline == "zeros":
+        if not torch.isfinite(fill).all():
+            raise InvalidInputError("fill tensor must be finite")
+        return fill.to(images).expand_as(images)
+    if fill == "zeros":
         return torch.zeros_like(images)
-    if baseline == "mean":
+    if fill == "mean":
         return images.mean(dim=(2, 3), keepdim=True).expand_as(images)
-    if baseline == "blur":
+    if fill == "blur":
         return _blur(images)
-    raise InvalidInputError(
-        f"baseline must be 'zeros', 'blur', 'mean' or a tensor; got {baseline!r}"
+    raise InvalidInputError(f"fill must be 'zeros', 'blur', 'mean' or a tensor; got {fill!r}")
+
+
+def _first_scores(
+    model: nn.Module, images: torch.Tensor, target: Target
+) -> tuple[TargetScorer, torch.Tensor]:
+    """Fix the targets on ``images``: the scorer and the images' (N,) scores."""
+    out = model(images)
+    scorer, scores = score_targets(
+        out if callable(target) else out.float(), target, images.shape[0], softmax=True
     )
-
-
-class _Scorer:
-    """Scores of the (fixed) targets for any batch of inputs built from sample indices."""
-
-    def __init__(self, model: nn.Module, images: torch.Tensor, target: Target) -> None:
-        self.model = model
-        self.target = target
-        out = model(images)
-        if callable(target):
-            self.classes = None
-            self.original = self._of(out, torch.arange(images.shape[0]))
-            return
-        idx = resolve_class_targets(out, target)
-        if idx.dim() != 1:
+    if not scorer.single:
+        if scorer.is_callable:
             raise InvalidInputError(
-                f"faithfulness metrics explain one class per sample; got targets of shape "
-                f"{tuple(idx.shape)}. Pass one class per sample."
+                "a callable target must return one score per sample, shape (N,)"
             )
-        self.classes = idx
-        self.original = self._of(out, torch.arange(images.shape[0]))
+        raise InvalidInputError(
+            f"faithfulness metrics explain one class per sample; got targets of shape "
+            f"{tuple(scorer.class_indices('faithfulness').shape)}. Pass one class per sample."
+        )
+    return scorer, scores[:, 0].float()
 
-    def _of(self, out: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
-        if self.classes is None:
-            scores = target_scores(out, self.target)
-            if scores.dim() != 1:
-                raise InvalidInputError(
-                    "a callable target must return one score per sample, shape (N,)"
-                )
-            return scores.float()
-        probs = out.float().softmax(dim=1)
-        return probs.gather(1, self.classes[samples.to(self.classes.device)][:, None])[:, 0]
 
-    def __call__(self, x: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
-        return self._of(self.model(x), samples)
-
-    def shared(self, x: torch.Tensor) -> torch.Tensor:
-        """(N,) scores of every sample's class for one input ``x`` (1, C, H, W) they share."""
-        assert self.classes is not None, "a callable target scores whole batches"
-        probs = self.model(x).float().softmax(dim=1)
-        return probs[0, self.classes.to(probs.device)]
+def _scores(scorer: TargetScorer, out: Any, samples: torch.Tensor | None = None) -> torch.Tensor:
+    """(B,) scores of a later output: softmax probability (float32) or a callable's score."""
+    return scorer.rows(out if scorer.is_callable else out.float(), samples)[:, 0].float()
 
 
 def _inputs(images: torch.Tensor, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,8 +128,8 @@ def _inputs(images: torch.Tensor, maps: torch.Tensor) -> tuple[torch.Tensor, tor
     return images, maps
 
 
-def _check_counts(steps: int, batch_size: int) -> None:
-    for name, v in (("steps", steps), ("batch_size", batch_size)):
+def _check_counts(steps: int, forward_batch: int) -> None:
+    for name, v in (("steps", steps), ("forward_batch", forward_batch)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise InvalidInputError(f"{name} must be a positive int; got {v!r}")
 
@@ -155,9 +141,9 @@ def perturbation_curve(
     *,
     mode: Literal["deletion", "insertion"] = "deletion",
     target: Target = None,
-    baseline: Baseline = "zeros",
+    fill: Fill = "zeros",
     steps: int = 20,
-    batch_size: int = 64,
+    forward_batch: int = 64,
 ) -> torch.Tensor:
     """Target scores while pixels are deleted (or inserted) in order of map value.
 
@@ -166,17 +152,18 @@ def perturbation_curve(
             callable ``target``).
         images: ``(N, C, H, W)`` inputs.
         maps: ``(N, H, W)`` heat maps at the images' resolution.
-        mode: ``"deletion"`` (start from the image) or ``"insertion"`` (from the baseline).
+        mode: ``"deletion"`` (start from the image) or ``"insertion"`` (from the fill).
         target: class(es) to score; ``None`` is the predicted class.
-        baseline: ``"zeros"``, ``"blur"``, ``"mean"`` or a tensor.
+        fill: what replaces deleted pixels: ``"zeros"``, ``"blur"``, ``"mean"`` or a tensor.
         steps: number of steps; the curve has ``steps + 1`` points.
-        batch_size: perturbed images per forward.
+        forward_batch: perturbed images per forward (whole groups of N for a callable
+            target).
 
     Returns:
         ``(N, steps + 1)`` scores; column k is after ``floor(k * H * W / steps)`` pixels.
 
     Cost: ``steps * N`` images through the model: the unperturbed images' scores come from
-    the forward that resolves the targets, and a baseline that is the same for every image
+    the forward that resolves the targets, and a fill that is the same for every image
     (``"zeros"``, a constant tensor) is scored once for the fully perturbed column.
 
     Example:
@@ -188,39 +175,57 @@ def perturbation_curve(
     """
     if mode not in ("deletion", "insertion"):
         raise InvalidInputError(f"mode must be 'deletion' or 'insertion'; got {mode!r}")
-    _check_counts(steps, batch_size)
+    _check_counts(steps, forward_batch)
     images, maps = _inputs(images, maps)
     n, _, h, w = images.shape
-    flat = maps.flatten(1)
-    order = flat.sort(dim=1, descending=True, stable=True).indices
+    order = maps.flatten(1).sort(dim=1, descending=True, stable=True).indices
     rank = torch.empty(order.shape, dtype=torch.int32, device=order.device)
     positions = torch.arange(h * w, dtype=torch.int32, device=order.device)
     rank.scatter_(1, order, positions.expand(n, -1))
-    counts = [k * h * w // steps for k in range(steps + 1)]  # pixels changed at step k
     intact, blank = (0, steps) if mode == "deletion" else (steps, 0)
     with preserved_state(model, eval_mode=True), torch.inference_mode():
-        base = _baseline(images, baseline)
-        scorer = _Scorer(model, images, target)
+        base = _fill(images, fill)
+        scorer, original = _first_scores(model, images, target)
         scores = torch.empty(steps + 1, n, device=images.device)
-        scores[intact] = scorer.original.to(scores.device)  # the first forward: no rerun
+        scores[intact] = original.to(scores.device)  # the first forward: no rerun
         columns = [k for k in range(steps + 1) if k != intact]
-        if scorer.classes is not None and bool((base == base[:1]).all()):
-            scores[blank] = scorer.shared(base[:1]).to(scores.device)  # one image for all
+        if not scorer.is_callable and bool((base == base[:1]).all()):  # one image for all
+            scores[blank] = _scores(scorer, model(base[:1]).expand(n, -1)).to(scores.device)
             columns.remove(blank)
         first, then = (base, images) if mode == "deletion" else (images, base)
-        jobs = [(k, i) for k in columns for i in range(n)]  # (column, sample), column-major
-        for start in range(0, len(jobs), batch_size):
-            chunk = jobs[start : start + batch_size]
-            x = images.new_empty((len(chunk), *images.shape[1:]))
-            at = 0
-            for k, lo, hi in _runs(chunk):  # contiguous samples of one column: views, no gather
-                changed = (rank[lo:hi] < counts[k]).view(-1, 1, h, w)
-                torch.where(changed, first[lo:hi], then[lo:hi], out=x[at : at + hi - lo])
-                at += hi - lo
-            k_idx = torch.tensor([k for k, _ in chunk], device=scores.device)
-            s_idx = torch.tensor([i for _, i in chunk], device=images.device)
-            scores[k_idx, s_idx.to(scores.device)] = scorer(x, s_idx).to(scores.device)
+        _score_columns(model, scorer, scores, columns, rank, first, then, forward_batch)
     return scores.T.clone()
+
+
+def _score_columns(
+    model: nn.Module,
+    scorer: TargetScorer,
+    scores: torch.Tensor,
+    columns: list[int],
+    rank: torch.Tensor,
+    first: torch.Tensor,
+    then: torch.Tensor,
+    forward_batch: int,
+) -> None:
+    """Fill ``scores[k]`` for each column ``k``: pixels of rank below its count from ``first``."""
+    n, _, h, w = first.shape
+    steps = scores.shape[0] - 1
+    counts = [k * h * w // steps for k in range(steps + 1)]  # pixels changed at step k
+    jobs = [(k, i) for k in columns for i in range(n)]  # (column, sample), column-major
+    step = max(1, forward_batch // n) * n if scorer.is_callable else forward_batch
+    batches = Batches(len(jobs), step, into=[scores])
+    for part in batches:
+        chunk = jobs[part]
+        x = first.new_empty((len(chunk), *first.shape[1:]))
+        at = 0
+        for k, lo, hi in _runs(chunk):  # contiguous samples of one column: views, no gather
+            changed = (rank[lo:hi] < counts[k]).view(-1, 1, h, w)
+            torch.where(changed, first[lo:hi], then[lo:hi], out=x[at : at + hi - lo])
+            at += hi - lo
+        k_idx = torch.tensor([k for k, _ in chunk], device=scores.device)
+        s_idx = torch.tensor([i for _, i in chunk], device=first.device)
+        got = _scores(scorer, model(x), s_idx).to(scores.device)
+        batches.put((k_idx, s_idx.to(scores.device)), [got])
 
 
 def _runs(chunk: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
@@ -245,9 +250,9 @@ def deletion_auc(
     maps: torch.Tensor,
     *,
     target: Target = None,
-    baseline: Baseline = "zeros",
+    fill: Fill = "zeros",
     steps: int = 20,
-    batch_size: int = 64,
+    forward_batch: int = 64,
 ) -> torch.Tensor:
     """Area under the deletion curve (lower is more faithful), ``(N,)``.
 
@@ -267,9 +272,9 @@ def deletion_auc(
             maps,
             mode="deletion",
             target=target,
-            baseline=baseline,
+            fill=fill,
             steps=steps,
-            batch_size=batch_size,
+            forward_batch=forward_batch,
         )
     )
 
@@ -280,13 +285,13 @@ def insertion_auc(
     maps: torch.Tensor,
     *,
     target: Target = None,
-    baseline: Baseline = "blur",
+    fill: Fill = "blur",
     steps: int = 20,
-    batch_size: int = 64,
+    forward_batch: int = 64,
 ) -> torch.Tensor:
     """Area under the insertion curve (higher is more faithful), ``(N,)``.
 
-    The default baseline is ``"blur"`` (as in RISE); see :func:`perturbation_curve`.
+    The default fill is ``"blur"`` (as in RISE); see :func:`perturbation_curve`.
 
     Example:
         >>> import torch
@@ -302,9 +307,9 @@ def insertion_auc(
             maps,
             mode="insertion",
             target=target,
-            baseline=baseline,
+            fill=fill,
             steps=steps,
-            batch_size=batch_size,
+            forward_batch=forward_batch,
         )
     )
 
@@ -319,9 +324,9 @@ def _confidence(
     weight = torch.where(top > 0, flat / top.clamp(min=torch.finfo(flat.dtype).tiny), 0.0)
     masked = images * weight.view(maps.shape)[:, None].to(images.dtype)
     with preserved_state(model, eval_mode=True), torch.inference_mode():
-        scorer = _Scorer(model, images, target)
-        kept = scorer(masked, torch.arange(images.shape[0]))
-    return scorer.original.clone(), kept.clone()
+        scorer, original = _first_scores(model, images, target)
+        kept = _scores(scorer, model(masked))
+    return original.clone(), kept.clone()
 
 
 def average_drop(

@@ -340,9 +340,12 @@ def test_missing_record_messages_say_what_to_do():
     net = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
     with capture(net, "0") as cap:
         net(torch.ones(1, 2))
-    with pytest.raises(RecordMissingError, match=r"pass inputs=True"):
+    # The function to pass it to is the capture function (modelaudit.hooks is a package).
+    with pytest.raises(
+        RecordMissingError, match=r"pass inputs=True to modelaudit\.hooks\.capture "
+    ):
         cap.inputs["0"]
-    with pytest.raises(RecordMissingError, match=r"pass grads=True"):
+    with pytest.raises(RecordMissingError, match=r"pass grads=True to modelaudit\.hooks\.capture "):
         cap.grads["0"]
     with pytest.raises(
         RecordMissingError, match=r"'1' is not a captured layer; captured layers: '0'"
@@ -483,7 +486,9 @@ def test_inplace_change_of_a_hooked_output_gets_an_explanatory_note():
         capture(model, "bn", grads=True),
     ):
         model(torch.ones(3, 2, requires_grad=True))
-    assert any("capture the gradient of a later layer" in note for note in info.value.__notes__)
+    (note,) = [n for n in info.value.__notes__ if "full backward hooks" in n]
+    assert note.startswith("modelaudit.hooks.capture(grads=True) uses full backward hooks")
+    assert "capture the gradient of a later layer" in note
     assert total_hooks(model) == 0
 
 

@@ -79,6 +79,7 @@ def test_resnet18_gradients_match_autograd_through_the_inplace_relu(resnet18):
     assert cap.grads["fc"][0].tolist() == [1.0 if k == 3 else 0.0 for k in range(10)]
 
 
+@pytest.mark.slow  # building VGG-11 (130M parameters) takes seconds
 def test_vgg11_outputs_match_a_manual_forward(vgg11):
     v, x = vgg11, _input(2)
     with (

@@ -1,4 +1,4 @@
-"""feature_map_shapes and assert_feature_map_shapes."""
+"""feature_map_shapes and shape_diff (the verdict is tested in tests/checks/test_shapes.py)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from modelaudit import AuditFailure, HookError, InvalidInputError
-from modelaudit.hooks import (
-    ModelState,
-    assert_feature_map_shapes,
-    feature_map_shapes,
-    hook_count,
-)
-from modelaudit.records import collect_records
+from modelaudit import HookError, InvalidInputError
+from modelaudit.hooks import ModelState, feature_map_shapes, hook_count, shape_diff
 
 
 def test_alexnet_conv_shapes_at_224(alexnet):
@@ -101,58 +95,46 @@ def test_conv_shapes_follow_the_output_size_formula(h, w, k, s, p):
     assert shapes["1"] == (1, 3, -(-oh // 2), -(-ow // 2))
 
 
-# -- the assertion ---------------------------------------------------------------------------
+# -- shape_diff ------------------------------------------------------------------------------
 
 
 def small() -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 8, 3, stride=2))
 
 
-def test_assert_passes_with_or_without_batch_dimension_and_emits_a_record():
-    with collect_records() as got:
-        record = assert_feature_map_shapes(
-            small(), (2, 3, 11, 11), {"0": (4, 9, 9), "1": (2, 4, 9, 9), "2": torch.Size([8, 4, 4])}
-        )
-    assert record.passed and got == [record] and record.check == "feature_map_shapes"
+def test_shape_diff_of_matching_shapes_with_or_without_batch_dimension():
+    diff = shape_diff(
+        small(), (2, 3, 11, 11), {"0": (4, 9, 9), "1": (2, 4, 9, 9), "2": torch.Size([8, 4, 4])}
+    )
+    # 11 - 3 + 1 = 9; then floor((9 - 3) / 2) + 1 = 4
+    assert diff.input_shape == (2, 3, 11, 11) and diff.layers == ["0", "1", "2"]
+    assert diff.problems == {} and diff.kinds == {}
 
 
-def test_assert_failure_lists_mismatched_missing_and_unexpected_with_both_shapes():
+def test_shape_diff_names_mismatched_missing_and_unexpected_layers():
     expected = {"0": (4, 9, 9), "2": (8, 5, 5), "3": (8, 1, 1), "conv": (1,)}
-    with pytest.raises(AuditFailure) as info:
-        assert_feature_map_shapes(small(), (1, 3, 11, 11), expected)
-    message = str(info.value)
-    assert message.splitlines() == [
-        "feature-map shapes differ from expected for input (1, 3, 11, 11): 1 mismatched, 2 missing, 1 unexpected",
-        "  mismatched:",
-        "    '2': obtained (1, 8, 4, 4), expected (8, 5, 5)",
-        "  missing (expected, but the model produced no such output):",
-        "    '3': obtained none (no such layer; closest names: '0', '1', '2'), expected (8, 1, 1)",
-        "    'conv': obtained none (no such layer; closest names: '0', '1', '2'), expected (1)",
-        "  unexpected (produced, but not in expected; pass layers= to compare a subset):",
-        "    '1': obtained (1, 4, 9, 9), expected none",
-    ]
-    record = info.value.record
-    assert record is not None and not record.passed and record.obtained == 4.0
-    assert record.details["mismatched"] == {"2": ["(1, 8, 4, 4)", "(8, 5, 5)"]}
-
-
-def test_assert_with_layers_compares_a_subset(alexnet):
-    expected = {
-        "features.0": (64, 55, 55),
-        "features.3": (192, 27, 27),
-        "features.6": (384, 13, 13),
-        "features.8": (256, 13, 13),
-        "features.10": (256, 13, 13),
+    diff = shape_diff(small(), (1, 3, 11, 11), expected)
+    assert diff.layers == ["0", "1", "2", "3", "conv"]  # model order, then expected-only names
+    assert diff.kinds == {
+        "1": "unexpected",
+        "2": "mismatched",
+        "3": "missing",
+        "conv": "missing",
     }
-    assert assert_feature_map_shapes(alexnet, (1, 3, 224, 224), expected, layers=nn.Conv2d).passed
-    wrong = {**expected, "features.8": (256, 12, 12)}
-    with pytest.raises(
-        AuditFailure, match=r"'features.8': obtained \(1, 256, 13, 13\), expected \(256, 12, 12\)"
-    ):
-        assert_feature_map_shapes(alexnet, (1, 3, 224, 224), wrong, layers=nn.Conv2d)
+    assert diff.problems == {
+        "1": "obtained (1, 4, 9, 9), expected none (pass layers= to compare a subset)",
+        "2": "obtained (1, 8, 4, 4), expected (8, 5, 5)",
+        "3": "obtained none (no such layer; closest names: '0', '1', '2'), expected (8, 1, 1)",
+        "conv": "obtained none (no such layer; closest names: '0', '1', '2'), expected (1)",
+    }
 
 
-def test_assert_names_a_layer_that_exists_but_did_not_run():
+def test_shape_diff_with_layers_compares_a_subset():
+    diff = shape_diff(small(), (1, 3, 11, 11), {"0": (4, 9, 9), "2": (8, 4, 4)}, layers=nn.Conv2d)
+    assert diff.layers == ["0", "2"] and diff.problems == {}
+
+
+def test_shape_diff_says_when_a_layer_exists_but_did_not_run():
     class Branchy(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -162,7 +144,6 @@ def test_assert_names_a_layer_that_exists_but_did_not_run():
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.used(x)
 
-    with pytest.raises(
-        AuditFailure, match=r"'aux': obtained none \(layer did not run\), expected \(1, 2\)"
-    ):
-        assert_feature_map_shapes(Branchy(), (1, 2), {"used": (1, 2), "aux": (1, 2)})
+    diff = shape_diff(Branchy(), (1, 2), {"used": (1, 2), "aux": (1, 2)})
+    assert diff.kinds == {"aux": "missing"}
+    assert diff.problems == {"aux": "obtained none (layer did not run), expected (1, 2)"}

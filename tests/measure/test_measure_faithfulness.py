@@ -51,13 +51,13 @@ def test_deletion_curve_hand_computed() -> None:
     assert worse.item() > auc.item()
 
 
-def test_insertion_curve_hand_computed_with_zero_baseline() -> None:
+def test_insertion_curve_hand_computed_with_zero_fill() -> None:
     curve = perturbation_curve(
-        Bright(), IMAGE, IMAGE[:, 0], mode="insertion", target=0, baseline="zeros", steps=4
+        Bright(), IMAGE, IMAGE[:, 0], mode="insertion", target=0, fill="zeros", steps=4
     )
     want = [sigmoid(s) for s in (0.0, 1.0, 1.5, 1.75, 1.75)]
     assert curve[0].tolist() == pytest.approx(want, abs=1e-6)
-    got = insertion_auc(Bright(), IMAGE, IMAGE[:, 0], target=0, baseline="zeros", steps=4)
+    got = insertion_auc(Bright(), IMAGE, IMAGE[:, 0], target=0, fill="zeros", steps=4)
     assert got.item() == pytest.approx((sum(want) - (want[0] + want[-1]) / 2) / 4, abs=1e-6)
 
 
@@ -86,10 +86,10 @@ def manual_curve(
 
 
 @pytest.mark.parametrize(
-    ("mode", "baseline"),
+    ("mode", "fill"),
     [("deletion", "zeros"), ("insertion", "blur"), ("deletion", "mean"), ("insertion", "zeros")],
 )
-def test_curves_match_a_manual_loop(mode: str, baseline: str) -> None:
+def test_curves_match_a_manual_loop(mode: str, fill: str) -> None:
     torch.manual_seed(0)
     net = nn.Sequential(
         nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 25, 4)
@@ -98,11 +98,11 @@ def test_curves_match_a_manual_loop(mode: str, baseline: str) -> None:
     x = torch.rand(3, 2, 5, 5, generator=g)
     maps = torch.randint(0, 4, (3, 5, 5), generator=g).float()  # many ties
     got = perturbation_curve(
-        net, x, maps, mode=mode, target=[0, 3, 1], baseline=baseline, steps=7, batch_size=5
+        net, x, maps, mode=mode, target=[0, 3, 1], fill=fill, steps=7, forward_batch=5
     )  # type: ignore[arg-type]
-    if baseline == "zeros":
+    if fill == "zeros":
         base = torch.zeros_like(x)
-    elif baseline == "mean":
+    elif fill == "mean":
         base = x.mean(dim=(2, 3), keepdim=True).expand_as(x)
     else:
         base = torch.from_numpy(
@@ -115,15 +115,15 @@ def test_curves_match_a_manual_loop(mode: str, baseline: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("mode", "baseline", "target", "images_through_model"),
+    ("mode", "fill", "target", "images_through_model"),
     [
         ("deletion", "zeros", None, 3 + 3 * 3 + 1),  # originals, steps 1-3, one shared blank
         ("insertion", "zeros", 1, 3 + 3 * 3 + 1),  # blank first, originals last
-        ("deletion", "mean", None, 3 + 4 * 3),  # a baseline per image: no sharing
+        ("deletion", "mean", None, 3 + 4 * 3),  # a fill per image: no sharing
         ("deletion", "zeros", "callable", 3 + 4 * 3),  # callables score whole batches
     ],
 )
-def test_curve_costs_steps_times_n_forwards(mode, baseline, target, images_through_model):
+def test_curve_costs_steps_times_n_forwards(mode, fill, target, images_through_model):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
     x, maps = torch.rand(3, 1, 3, 4), torch.rand(3, 3, 4)
@@ -138,12 +138,12 @@ def test_curve_costs_steps_times_n_forwards(mode, baseline, target, images_throu
     seen: list[int] = []
     net.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape[0]))
     curve = perturbation_curve(
-        net, x, maps, mode=mode, baseline=baseline, target=target, steps=4, batch_size=4
+        net, x, maps, mode=mode, fill=fill, target=target, steps=4, forward_batch=4
     )
     assert sum(seen) == images_through_model
     intact, empty = (0, 4) if mode == "deletion" else (4, 0)
     assert torch.allclose(curve[:, intact], score, atol=1e-6)  # reused from the first forward
-    if baseline == "zeros":
+    if fill == "zeros":
         assert torch.allclose(curve[:, empty], blank, atol=1e-6)  # scored once, for all
 
 
@@ -153,32 +153,32 @@ def test_blur_matches_scipy_gaussian_filter() -> None:
     assert torch.allclose(_blur(x), torch.from_numpy(want), atol=1e-10)
 
 
-def test_batch_size_steps_counts_and_tensor_baselines() -> None:
+def test_forward_batch_steps_counts_and_tensor_fills() -> None:
     torch.manual_seed(1)
     net = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
     x = torch.rand(4, 1, 3, 4)
     maps = torch.rand(4, 3, 4)
-    one = perturbation_curve(net, x, maps, steps=5, batch_size=1)
-    many = perturbation_curve(net, x, maps, steps=5, batch_size=64)
+    one = perturbation_curve(net, x, maps, steps=5, forward_batch=1)
+    many = perturbation_curve(net, x, maps, steps=5, forward_batch=64)
     assert one.shape == (4, 6) and torch.allclose(one, many)
-    # a baseline equal to the image changes nothing along the curve
-    flat = perturbation_curve(net, x, maps, steps=5, baseline=x.clone())
+    # a fill equal to the image changes nothing along the curve
+    flat = perturbation_curve(net, x, maps, steps=5, fill=x.clone())
     assert torch.allclose(flat, flat[:, :1].expand(-1, 6))
-    # a broadcast baseline: the full deletion equals scoring the baseline image
+    # a broadcast fill: the full deletion equals scoring the filled image
     grey = torch.full((1, 1, 1), 0.5)
-    curve = perturbation_curve(net, x, maps, steps=3, baseline=grey, target=2)
+    curve = perturbation_curve(net, x, maps, steps=3, fill=grey, target=2)
     with torch.no_grad():
         want = net(torch.full_like(x, 0.5)).softmax(1)[:, 2]
     assert torch.allclose(curve[:, -1], want, atol=1e-6)
     with pytest.raises(
         InvalidInputError,
-        match=r"baseline tensor of shape \(2, 3, 4\) does not broadcast to the images' shape \(4, 1, 3, 4\)",
+        match=r"fill tensor of shape \(2, 3, 4\) does not broadcast to the images' shape \(4, 1, 3, 4\)",
     ):
-        perturbation_curve(net, x, maps, baseline=torch.zeros(2, 3, 4))
+        perturbation_curve(net, x, maps, fill=torch.zeros(2, 3, 4))
     with pytest.raises(
-        InvalidInputError, match="baseline must be 'zeros', 'blur', 'mean' or a tensor; got 'noise'"
+        InvalidInputError, match="fill must be 'zeros', 'blur', 'mean' or a tensor; got 'noise'"
     ):
-        perturbation_curve(net, x, maps, baseline="noise")  # type: ignore[arg-type]
+        perturbation_curve(net, x, maps, fill="noise")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="steps must be a positive int; got 0"):
         perturbation_curve(net, x, maps, steps=0)
     with pytest.raises(InvalidInputError, match="mode must be 'deletion' or 'insertion'"):

@@ -1,0 +1,101 @@
+"""What the heat-map checks share: provenance read from the maps, and the report's samples.
+
+Maps returned by an explainer are :class:`~modelaudit.explainers.Explanation` tensors that
+remember their method, layer, targets and inputs; a check reads those instead of asking
+for them again. Keywords passed explicitly win; plain tensors work too.
+
+Example:
+    >>> import torch
+    >>> from modelaudit.checks._maps import provenance
+    >>> provenance(torch.zeros(1, 4, 4), method="gradcam", layer=None)
+    {'method': 'gradcam'}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from modelaudit.checks.record import SampleViews
+from modelaudit.errors import InvalidInputError
+from modelaudit.measure._explainer import Explainer
+from modelaudit.measure._validate import Region, check_images
+
+__all__ = ["display_samples", "explainer_from", "images_of", "provenance"]
+
+
+def provenance(maps: Any, *, method: str | None, layer: Any) -> dict[str, Any]:
+    """``{"method": ..., "layer": ...}`` from the keywords, else from the maps (if known)."""
+    method = method if method is not None else getattr(maps, "method", None)
+    layer = layer if layer is not None else getattr(maps, "layer", None)
+    found = {"method": method, "layer": layer}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def images_of(maps_or_images: Any) -> torch.Tensor:
+    """The images behind an explainer's maps, or the argument itself if it is images."""
+    inputs = getattr(maps_or_images, "inputs", None)
+    return maps_or_images if inputs is None else inputs
+
+
+def explainer_from(maps: Any, what: str) -> Explainer:
+    """An ``explainer(model, images)`` that re-runs the method that made ``maps``.
+
+    For checks that explain again (on noisy images, on a randomised model): the method,
+    layer and targets of the :class:`~modelaudit.explainers.Explanation` are reused.
+    """
+    from modelaudit.explainers import explain
+
+    method = getattr(maps, "method", None)
+    if method is None:
+        raise InvalidInputError(
+            f"{what} needs an explainer: pass explainer=lambda model, images: ... or maps "
+            "returned by a modelaudit explainer (they remember their method and layer)"
+        )
+    layer, targets = getattr(maps, "layer", None), getattr(maps, "targets", None)
+    options = dict(getattr(maps, "options", None) or {})
+
+    def again(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        target = None if targets is None else targets.to(images.device)
+        return explain(method, model, images, target=target, layer=layer, **options)
+
+    return again
+
+
+def display_samples(
+    maps: torch.Tensor | None, images: torch.Tensor | None, region: Region | None
+) -> SampleViews | None:
+    """Detached CPU copies scaled for drawing: maps to [0, 1] per map, images to [0, 1]."""
+    if maps is None and images is None:
+        return None
+    n = None if maps is None else maps.shape[0]
+    shown_maps = None if maps is None else _unit_maps(maps)
+    shown_images = None if images is None else _unit_images(check_images(images, n=n))
+    boxes = masks = None
+    if region is not None:
+        if region.boxes is not None:
+            boxes = region.boxes.cpu()
+        else:
+            masks = region.masks.cpu()
+    return SampleViews(images=shown_images, maps=shown_maps, boxes=boxes, masks=masks)
+
+
+def _unit_maps(maps: torch.Tensor) -> torch.Tensor:
+    flat = maps.detach().float().cpu().clamp(min=0).flatten(1)
+    top = flat.amax(dim=1, keepdim=True)
+    return (
+        torch.where(top > 0, flat / top.clamp(min=1e-30), 0.0)
+        .view(maps.shape)
+        .as_subclass(torch.Tensor)
+    )
+
+
+def _unit_images(images: torch.Tensor) -> torch.Tensor:
+    x = images.detach().float().cpu()
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        lo = x.amin(dim=(1, 2, 3), keepdim=True)
+        span = x.amax(dim=(1, 2, 3), keepdim=True) - lo
+        x = torch.where(span > 0, (x - lo) / span.clamp(min=1e-30), 0.0)
+    return x.as_subclass(torch.Tensor)

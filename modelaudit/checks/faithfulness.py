@@ -1,0 +1,108 @@
+"""Faithfulness check: deleting the map's hottest pixels destroys the prediction (RISE).
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from modelaudit.checks.faithfulness import assert_faithful
+    >>> class Bright(nn.Module):             # logit of class 0 = 8 * mean brightness
+    ...     def forward(self, x):
+    ...         s = 8 * x.mean(dim=(1, 2, 3))
+    ...         return torch.stack([s, torch.zeros_like(s)], 1)
+    >>> images = torch.zeros(1, 1, 4, 4)
+    >>> images[0, 0, :2] = 1.0                # the bright top half
+    >>> maps = images[:, 0].clone()            # points at it
+    >>> rec = assert_faithful(Bright(), maps, images=images, target=0, at_most=0.7, steps=8)
+    >>> round(rec.obtained, 3)
+    0.663
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from modelaudit.checks._maps import display_samples, provenance
+from modelaudit.checks.record import Aggregate, AuditRecord, decide
+from modelaudit.errors import InvalidInputError
+from modelaudit.measure._validate import check_maps
+from modelaudit.measure.faithfulness import Fill, deletion_auc, insertion_auc
+from modelaudit.targets import Target
+
+__all__ = ["assert_faithful"]
+
+
+def assert_faithful(
+    model: nn.Module,
+    maps: torch.Tensor,
+    *,
+    images: torch.Tensor | None = None,
+    metric: Literal["deletion", "insertion"] = "deletion",
+    at_most: float | None = None,
+    at_least: float | None = None,
+    target: Target = None,
+    fill: Fill | None = None,
+    steps: int = 20,
+    forward_batch: int = 64,
+    aggregate: Aggregate = "all",
+    method: str | None = None,
+    layer: str | None = None,
+) -> AuditRecord:
+    """Assert deletion AUC (typically ``at_most=``) or insertion AUC (``at_least=``).
+
+    See :func:`modelaudit.deletion_auc` / :func:`modelaudit.insertion_auc`.
+
+    Args:
+        model: the model.
+        maps: ``(N, H, W)`` maps; an explainer's maps also bring their images and targets.
+        images: the ``(N, C, H, W)`` images the maps explain (default: the maps').
+        metric: ``"deletion"`` or ``"insertion"``.
+        at_most: upper bound on the AUC (exactly one of the two bounds).
+        at_least: lower bound.
+        target: the class whose probability is tracked (default: the maps' targets, else
+            the predicted class).
+        fill: what replaces deleted pixels / starts insertion: ``"zeros"``, ``"blur"``,
+            ``"mean"`` or a tensor; default ``"zeros"`` for deletion, ``"blur"`` for
+            insertion.
+        steps: pixels change in this many equal steps.
+        forward_batch: perturbed images per forward pass.
+        aggregate: ``"all"``, ``"mean"`` or a fraction of samples that must pass.
+        method: recorded; default the maps'.
+        layer: recorded; default the maps'.
+    """
+    __tracebackhide__ = True
+    if metric not in ("deletion", "insertion"):
+        raise InvalidInputError(f"metric must be 'deletion' or 'insertion'; got {metric!r}")
+    images = images if images is not None else getattr(maps, "inputs", None)
+    if images is None:
+        raise InvalidInputError(
+            "assert_faithful needs the images the maps explain: pass images=, or maps "
+            "returned by a modelaudit explainer (they carry their images)"
+        )
+    if target is None:
+        target = getattr(maps, "targets", None)
+    chosen: Fill = fill if fill is not None else ("zeros" if metric == "deletion" else "blur")
+    auc = deletion_auc if metric == "deletion" else insertion_auc
+    values = auc(
+        model, images, maps, target=target, fill=chosen, steps=steps, forward_batch=forward_batch
+    )
+    fill_name = chosen if isinstance(chosen, str) else "tensor"
+    return decide(
+        "assert_faithful",
+        f"{metric}_auc",
+        values,
+        at_least=at_least,
+        at_most=at_most,
+        aggregate=aggregate,
+        notes=[
+            f"{metric} AUC of the target's softmax probability over {steps} steps, fill {fill_name}"
+        ],
+        details={
+            "metric": metric,
+            "fill": fill_name,
+            "steps": steps,
+            **provenance(maps, method=method, layer=layer),
+        },
+        samples=display_samples(check_maps(maps), images, None),
+    )

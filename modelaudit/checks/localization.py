@@ -1,0 +1,237 @@
+"""Localization checks: is each map's mass, its maximum, its hot region on the object?
+
+Each ``assert_*`` takes maps and per-sample boxes (or boolean masks), a bound given as a
+keyword (``at_least=`` or ``at_most=``, exactly one) and an ``aggregate=`` rule (``"all"``,
+``"mean"`` or a fraction of samples), and decides through
+:func:`~modelaudit.checks.record.decide`. The chance level (what a uniform map scores) is
+reported next to the value. Maps from a modelaudit explainer carry their images, method and
+layer, so the report can draw overlays without being told.
+
+Example:
+    >>> import torch
+    >>> import modelaudit as ma
+    >>> maps = torch.zeros(2, 8, 8)
+    >>> maps[0, 1:3, 1:3] = 1.0                    # inside the box
+    >>> maps[1, 6:8, 6:8] = 1.0                    # in the opposite corner
+    >>> boxes = torch.tensor([[0, 0, 4, 4], [0, 0, 4, 4]])
+    >>> ma.assert_mass_in_box(maps[:1], boxes[:1], at_least=0.6).passed
+    True
+    >>> ma.assert_mass_in_box(maps, boxes, at_least=0.6)
+    Traceback (most recent call last):
+    ...
+    modelaudit.errors.AuditFailure: assert_mass_in_box: mass_in_box >= 0.6 must hold for every sample; 1 of 2 samples fail.
+    ...
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+
+from modelaudit.checks._maps import display_samples, provenance
+from modelaudit.checks.record import Aggregate, AuditRecord, decide
+from modelaudit.measure._validate import Region, RegionLike, as_region, check_maps
+from modelaudit.measure.localization import (
+    chance_level,
+    iou,
+    mass_in_box,
+    mass_in_mask,
+    pointing_game,
+)
+
+__all__ = ["assert_iou", "assert_mass_in_box", "assert_pointing_game"]
+
+
+def _decide_on_region(
+    assertion: str,
+    check: str,
+    values: torch.Tensor,
+    maps: Any,
+    region: Region,
+    *,
+    at_least: float | None,
+    at_most: float | None,
+    aggregate: Aggregate,
+    images: torch.Tensor | None,
+    method: str | None,
+    layer: Any,
+    chance: torch.Tensor,
+    details: dict[str, Any] | None = None,
+) -> AuditRecord:
+    __tracebackhide__ = True
+    where = provenance(maps, method=method, layer=layer)
+    shown = images if images is not None else getattr(maps, "inputs", None)
+    return decide(
+        assertion,
+        check,
+        values,
+        at_least=at_least,
+        at_most=at_most,
+        aggregate=aggregate,
+        chance=chance,
+        details={**(details or {}), **where},
+        samples=display_samples(check_maps(maps), shown, region),
+    )
+
+
+def _inputs(maps: torch.Tensor, boxes: RegionLike) -> tuple[torch.Tensor, Region]:
+    m = check_maps(maps)
+    return m, as_region(boxes, (m.shape[1], m.shape[2]), m.shape[0])
+
+
+def assert_mass_in_box(
+    maps: torch.Tensor,
+    boxes: RegionLike,
+    *,
+    at_least: float | None = None,
+    at_most: float | None = None,
+    aggregate: Aggregate = "all",
+    images: torch.Tensor | None = None,
+    method: str | None = None,
+    layer: str | None = None,
+) -> AuditRecord:
+    """Assert the share of each map's mass inside its box (or bool mask).
+
+    ``at_most=`` expresses "the model does not look here" (a watermark, a border).
+    See :func:`modelaudit.mass_in_box`; the chance level is the box's area fraction.
+
+    Args:
+        maps: ``(N, H, W)`` heat maps (an explainer's output carries images, method, layer).
+        boxes: ``(N, 4)`` XYXY boxes (exclusive x2, y2), per-sample box lists, or a bool mask.
+        at_least: lower bound on the metric (exactly one of the two bounds).
+        at_most: upper bound on the metric.
+        aggregate: ``"all"``, ``"mean"`` or a fraction of samples that must pass.
+        images: the ``(N, C, H, W)`` inputs for the report's overlays (default: the maps').
+        method: the explanation method, recorded (default: the maps').
+        layer: the explained layer, recorded (default: the maps').
+
+    Returns:
+        the passing :class:`~modelaudit.checks.record.AuditRecord`.
+
+    Raises:
+        AuditFailure: the bound does not hold; ``.record`` has the details.
+
+    Example:
+        >>> import torch
+        >>> maps = torch.ones(1, 4, 4)
+        >>> assert_mass_in_box(maps, torch.tensor([[0, 0, 2, 4]]), at_least=0.5).obtained
+        0.5
+    """
+    __tracebackhide__ = True
+    m, region = _inputs(maps, boxes)
+    if region.kind == "mask":
+        check, values = "mass_in_mask", mass_in_mask(m, region.masks)
+    else:
+        check, values = "mass_in_box", mass_in_box(m, boxes)
+    return _decide_on_region(
+        "assert_mass_in_box",
+        check,
+        values,
+        maps,
+        region,
+        at_least=at_least,
+        at_most=at_most,
+        aggregate=aggregate,
+        images=images,
+        method=method,
+        layer=layer,
+        chance=chance_level(region.masks),
+    )
+
+
+def assert_pointing_game(
+    maps: torch.Tensor,
+    boxes: RegionLike,
+    *,
+    tolerance: float = 0,
+    at_least: float | None = None,
+    at_most: float | None = None,
+    aggregate: Aggregate = "all",
+    images: torch.Tensor | None = None,
+    method: str | None = None,
+    layer: str | None = None,
+) -> AuditRecord:
+    """Assert the pointing game: each map's maximum falls in its box (or mask).
+
+    Per-sample values are 1.0 (hit) or 0.0 (miss), fractional only for tied maxima (see
+    :func:`modelaudit.pointing_game`). For a hit *rate*, use ``aggregate="mean"``. Other
+    arguments as in :func:`assert_mass_in_box`.
+
+    Example:
+        >>> import torch
+        >>> maps = torch.zeros(4, 8, 8)
+        >>> maps[:3, 1, 1] = 1.0                           # three hits, one zero map (a miss)
+        >>> rec = assert_pointing_game(maps, torch.tensor([[0, 0, 3, 3]] * 4),
+        ...                            at_least=0.75, aggregate="mean")
+        >>> rec.obtained, rec.failing
+        (0.75, (3,))
+    """
+    __tracebackhide__ = True
+    m, region = _inputs(maps, boxes)
+    given = region.masks if region.boxes is None else region.boxes
+    return _decide_on_region(
+        "assert_pointing_game",
+        "pointing_game",
+        pointing_game(m, given, tolerance=tolerance),
+        maps,
+        region,
+        at_least=at_least,
+        at_most=at_most,
+        aggregate=aggregate,
+        images=images,
+        method=method,
+        layer=layer,
+        chance=chance_level(region.masks, tolerance=tolerance),
+        details={"tolerance": float(tolerance)},
+    )
+
+
+def assert_iou(
+    maps: torch.Tensor,
+    boxes: RegionLike,
+    *,
+    threshold: float | Literal["otsu"] | None = None,
+    top_k: float | None = None,
+    at_least: float | None = None,
+    at_most: float | None = None,
+    aggregate: Aggregate = "all",
+    images: torch.Tensor | None = None,
+    method: str | None = None,
+    layer: str | None = None,
+) -> AuditRecord:
+    """Assert the IoU of each thresholded map with its box (or mask).
+
+    ``threshold`` / ``top_k`` as in :func:`modelaudit.iou` (default: 0.5 of the maximum).
+    Other arguments as in :func:`assert_mass_in_box`.
+
+    Example:
+        >>> import torch
+        >>> maps = torch.zeros(1, 4, 4)
+        >>> maps[0, :2, :2] = 1.0
+        >>> assert_iou(maps, torch.tensor([[0, 0, 2, 2]]), at_least=0.9).obtained
+        1.0
+    """
+    __tracebackhide__ = True
+    m, region = _inputs(maps, boxes)
+    given = region.masks if region.boxes is None else region.boxes
+    binarise: dict[str, Any] = (
+        {"top_k": top_k}
+        if top_k is not None
+        else {"threshold": 0.5 if threshold is None else threshold}
+    )
+    return _decide_on_region(
+        "assert_iou",
+        "iou",
+        iou(m, given, threshold=threshold, top_k=top_k),
+        maps,
+        region,
+        at_least=at_least,
+        at_most=at_most,
+        aggregate=aggregate,
+        images=images,
+        method=method,
+        layer=layer,
+        chance=chance_level(region.masks),
+        details=binarise,
+    )

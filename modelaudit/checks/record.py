@@ -1,0 +1,449 @@
+"""The verdict: one immutable record per check, built by one function, printed by one formatter.
+
+Every ``assert_*`` in modelaudit computes its values, hands them to :func:`decide`, and gets
+back a frozen :class:`AuditRecord`. :func:`decide` emits the record to every open
+:func:`collect_records` block (the pytest plugin's collector, a notebook) and raises
+:class:`~modelaudit.errors.AuditFailure` when the check failed; the failure text is
+:func:`format_record`'s, the same block layout for heat-map, hook, shape and baseline checks::
+
+    assert_mass_in_box: mass_in_box >= 0.5 must hold for every sample; 1 of 2 samples fail.
+      obtained: 0.1 (worst sample, index 1); mean 0.55
+      expected: >= 0.5
+      chance:   0.25 (what a uniform map scores; mean over samples)
+      failing samples, worst first:
+        1: 0.1
+
+Nothing here touches the disk: the report draws a record's samples (:class:`SampleViews`).
+
+Example:
+    >>> from modelaudit.checks.record import collect_records, decide
+    >>> with collect_records() as got:
+    ...     rec = decide("assert_demo", "score", [0.9, 0.8], at_least=0.5)
+    >>> rec.passed, rec.obtained, [r.check for r in got]
+    (True, 0.8, ['score'])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import types
+from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from typing import Any, Literal
+
+import torch
+
+from modelaudit._format import format_number
+from modelaudit.errors import AuditFailure, InvalidInputError
+
+__all__ = [
+    "Aggregate",
+    "AuditRecord",
+    "Direction",
+    "SampleViews",
+    "collect_records",
+    "decide",
+    "emit",
+    "format_record",
+]
+
+Direction = Literal["higher", "lower"]
+"""Which way a value is better: ``"higher"`` (a bound given as ``at_least=``) or ``"lower"``."""
+
+Aggregate = Literal["all", "mean"] | float
+"""How per-item values meet a bound: every item, their mean, or a fraction of items."""
+
+MAX_LISTED = 10
+"""Failing items spelled out in a failure message; the record keeps them all."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleViews:
+    """What the report needs to draw each sample: CPU tensors, detached.
+
+    Attributes:
+        images: (N, C, H, W) inputs scaled to [0, 1], or None.
+        maps: (N, H, W) heat maps scaled to [0, 1] per map, or None.
+        boxes: (N, 4) XYXY pixel boxes, or None.
+        masks: (N, H, W) boolean masks, or None.
+    """
+
+    images: torch.Tensor | None = None
+    maps: torch.Tensor | None = None
+    boxes: torch.Tensor | None = None
+    masks: torch.Tensor | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditRecord:
+    """The result of one check, pass or fail. Immutable; build it with :func:`decide`.
+
+    Attributes:
+        check: what was measured, e.g. ``"mass_in_box"``.
+        assertion: the function that decided, e.g. ``"assert_mass_in_box"``.
+        passed: whether the check held.
+        values: one value per item (sample, layer, metric...).
+        items: the items' labels (sample indices ``"0"``, ``"1"``... by default).
+        unit: what an item is, singular (``"sample"``, ``"layer"``, ``"metric"``).
+        bound: the threshold compared with (None for checks without one).
+        direction: ``"higher"`` (``at_least=``) or ``"lower"`` (``at_most=``) is better.
+        aggregate: ``"all"``, ``"mean"`` or ``"fraction"``.
+        obtained: the aggregated value compared with ``bound``.
+        failing: indices of the items whose own value breaks the bound.
+        chance: the value an uninformative (uniform) map scores, when defined.
+        rule: what must hold, in words (the failure's first line).
+        reasons: one text per item, shown instead of its value when given.
+        notes: extra lines of the failure text.
+        hint: the failure text's last line: how to fix it or update a baseline.
+        details: anything else worth keeping (method, layer, per-step values...).
+        samples: tensors for the report's pictures; not serialised.
+    """
+
+    check: str
+    assertion: str
+    passed: bool
+    values: tuple[float, ...]
+    items: tuple[str, ...] = ()
+    unit: str = "sample"
+    bound: float | None = None
+    direction: Direction | None = None
+    aggregate: str = "all"
+    obtained: float | None = None
+    failing: tuple[int, ...] = ()
+    chance: float | None = None
+    rule: str = ""
+    reasons: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    hint: str = ""
+    details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    samples: SampleViews | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.items:
+            object.__setattr__(self, "items", tuple(str(i) for i in range(len(self.values))))
+        object.__setattr__(self, "details", types.MappingProxyType(dict(self.details)))
+
+    @property
+    def message(self) -> str:
+        """The failure text (or a one-line summary when the check passed)."""
+        return format_record(self)
+
+    @property
+    def method(self) -> str | None:
+        """The explanation method behind the maps, when known."""
+        return self.details.get("method")
+
+    @property
+    def layer(self) -> Any:
+        """The explained layer(s), when known."""
+        return self.details.get("layer")
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (NaN and infinities become None; no tensors)."""
+        out = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "samples"
+        }
+        out["details"] = dict(self.details)
+        out["message"] = self.message
+        return _json_safe(out)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return _json_safe(value.detach().cpu().tolist())
+    return value
+
+
+# -- deciding ---------------------------------------------------------------------------------
+
+
+def _bound(at_least: float | None, at_most: float | None) -> tuple[float, Direction]:
+    if (at_least is None) == (at_most is None):
+        raise InvalidInputError(
+            "give exactly one bound as a keyword: at_least=... (higher is better) or "
+            "at_most=... (lower is better)"
+        )
+    value, direction = (at_least, "higher") if at_least is not None else (at_most, "lower")
+    keyword = "at_least" if direction == "higher" else "at_most"
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise InvalidInputError(f"{keyword} must be a number; got {value!r}")
+    return float(value), direction  # type: ignore[return-value]
+
+
+def _check_aggregate(aggregate: Aggregate) -> None:
+    if aggregate in ("all", "mean"):
+        return
+    if (
+        isinstance(aggregate, bool)
+        or not isinstance(aggregate, int | float)
+        or not 0 < aggregate <= 1
+    ):
+        raise InvalidInputError(
+            f"aggregate must be 'all', 'mean' or a fraction of samples in (0, 1]; got {aggregate!r}"
+        )
+
+
+def _holds(value: float, bound: float, direction: Direction) -> bool:
+    return value >= bound if direction == "higher" else value <= bound
+
+
+def _goodness(value: float, direction: Direction) -> float:
+    """Sort key, worst first; NaN is the worst of all."""
+    if math.isnan(value):
+        return -math.inf
+    return value if direction == "higher" else -value
+
+
+def _ordinal(k: int) -> str:
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
+
+
+def _aggregate(
+    vals: list[float], bound: float, direction: Direction, aggregate: Aggregate, unit: str
+) -> tuple[float, str, str, dict[str, Any]]:
+    """(obtained, aggregate label, rule suffix, extra details) for ``vals``."""
+    n = len(vals)
+    units = unit + ("s" if n != 1 else "")
+    ranked = sorted(vals, key=lambda v: -_goodness(v, direction))
+    if aggregate == "all":
+        return ranked[-1], "all", f"must hold for every {unit}", {}
+    if aggregate == "mean":
+        return sum(vals) / n, "mean", f"must hold for the mean over {n} {units}", {}
+    need = max(1, math.ceil(float(aggregate) * n - 1e-9))
+    passing = sum(_holds(v, bound, direction) for v in vals)
+    rule = f"must hold for at least {float(aggregate):.0%} of {units} ({need} of {n})"
+    extra = {"required_fraction": float(aggregate), "passing_fraction": passing / n}
+    return ranked[need - 1], "fraction", rule, extra
+
+
+def _check_one_per_value(assertion: str, count: int, **given: Sequence[str]) -> None:
+    for name, entries in given.items():
+        if entries and len(entries) != count:
+            raise InvalidInputError(
+                f"{assertion}: {name} has {len(entries)} entries for {count} values; "
+                "give one per value"
+            )
+
+
+def decide(
+    assertion: str,
+    check: str,
+    values: torch.Tensor | Sequence[float],
+    *,
+    at_least: float | None = None,
+    at_most: float | None = None,
+    aggregate: Aggregate = "all",
+    unit: str = "sample",
+    items: Sequence[str] = (),
+    chance: torch.Tensor | Sequence[float] | None = None,
+    reasons: Sequence[str] = (),
+    notes: Sequence[str] = (),
+    hint: str = "",
+    details: Mapping[str, Any] | None = None,
+    samples: SampleViews | None = None,
+) -> AuditRecord:
+    """Compare per-item ``values`` with a bound, emit the record, raise if the check failed.
+
+    The one path from numbers to a verdict. Exactly one of ``at_least`` / ``at_most`` is
+    given. ``aggregate``: ``"all"`` (every item; *obtained* is the worst), ``"mean"``, or a
+    fraction ``q`` in (0, 1] of items that must pass (*obtained* is the ``ceil(q N)``-th
+    best value, so it meets the bound exactly when enough items do).
+
+    Returns:
+        the passing :class:`AuditRecord`.
+
+    Raises:
+        AuditFailure: the check failed; ``.record`` holds the record.
+        InvalidInputError: no values, no bound or two bounds, a bad ``aggregate``, or
+            ``items`` / ``reasons`` not one per value.
+
+    Example:
+        >>> decide("assert_demo", "score", [0.9, 0.2], at_least=0.5)
+        Traceback (most recent call last):
+        ...
+        modelaudit.errors.AuditFailure: assert_demo: score >= 0.5 must hold for every sample; 1 of 2 samples fail.
+          obtained: 0.2 (worst sample, index 1); mean 0.55
+          expected: >= 0.5
+          failing samples, worst first:
+            1: 0.2
+    """
+    __tracebackhide__ = True
+    bound, direction = _bound(at_least, at_most)
+    _check_aggregate(aggregate)
+    vals = _floats(values)
+    if not vals:
+        raise InvalidInputError(f"{assertion}: there are no values to check (an empty batch?)")
+    _check_one_per_value(assertion, len(vals), items=items, reasons=reasons)
+    obtained, label, rule, extra = _aggregate(vals, bound, direction, aggregate, unit)
+    op = ">=" if direction == "higher" else "<="
+    failing = tuple(i for i, v in enumerate(vals) if not _holds(v, bound, direction))
+    per_chance = None if chance is None else _floats(chance)
+    info = {**(details or {}), **extra}
+    if per_chance is not None:
+        info["chance_per_sample"] = per_chance
+    record = AuditRecord(
+        check=check,
+        assertion=assertion,
+        passed=_holds(obtained, bound, direction),
+        values=tuple(vals),
+        items=tuple(items),
+        unit=unit,
+        bound=bound,
+        direction=direction,
+        aggregate=label,
+        obtained=obtained,
+        failing=failing,
+        chance=None if not per_chance else sum(per_chance) / len(per_chance),
+        rule=f"{check} {op} {bound:g} {rule}",
+        reasons=tuple(reasons),
+        notes=tuple(notes),
+        hint=hint,
+        details=info,
+        samples=samples,
+    )
+    return conclude(record)
+
+
+def conclude(record: AuditRecord) -> AuditRecord:
+    """Emit ``record``; return it if it passed, raise :class:`AuditFailure` if not.
+
+    For checks whose verdict is not a bound on numbers (a shape diff, a hook left behind):
+    build the :class:`AuditRecord` yourself and end with ``return conclude(record)``.
+    """
+    __tracebackhide__ = True
+    emit(record)
+    if not record.passed:
+        raise AuditFailure(record)
+    return record
+
+
+def _floats(values: torch.Tensor | Sequence[float]) -> list[float]:
+    if isinstance(values, torch.Tensor):
+        return [float(v) for v in values.detach().double().cpu().reshape(-1).tolist()]
+    return [float(v) for v in values]
+
+
+# -- the one formatter --------------------------------------------------------------------------
+
+
+def _how(record: AuditRecord) -> str:
+    n = len(record.values)
+    if record.aggregate == "mean":
+        return "mean"
+    if record.aggregate == "fraction":
+        need = max(1, math.ceil(float(record.details["required_fraction"]) * n - 1e-9))
+        return f"the {_ordinal(need)} best of {n} {record.unit}s"
+    if n == 1:
+        return f"the only {record.unit}"
+    worst = min(range(n), key=lambda i: _goodness(record.values[i], record.direction or "higher"))
+    return f"worst {record.unit}, {_item_name(record, worst)}"
+
+
+def _item_name(record: AuditRecord, i: int) -> str:
+    return f"index {i}" if record.items[i] == str(i) else record.items[i]
+
+
+def _count(record: AuditRecord) -> str:
+    n, bad = len(record.values), len(record.failing)
+    if record.aggregate == "fraction":
+        return f"{n - bad} of {n} {record.unit}s ({(n - bad) / n:.0%}) satisfy it."
+    return f"{bad} of {n} {record.unit}{'s' if n != 1 else ''} fail."
+
+
+def format_record(record: AuditRecord) -> str:
+    """Render a record: one line when it passed, the failure block when it failed.
+
+    Example:
+        >>> rec = AuditRecord("shape", "assert_shapes", False, (1.0, 0.0), items=("a", "b"),
+        ...                   unit="layer", failing=(0,), rule="every shape must match",
+        ...                   reasons=("obtained (4, 4), expected (5, 5)", ""))
+        >>> print(format_record(rec))
+        assert_shapes: every shape must match; 1 of 2 layers fail.
+          failing layers:
+            a: obtained (4, 4), expected (5, 5)
+    """
+    head = f"{record.assertion}: {record.rule}"
+    if record.passed:
+        tail = f": obtained {format_number(record.obtained)}" if record.obtained is not None else ""
+        chance = f", chance {format_number(record.chance)}" if record.chance is not None else ""
+        return f"{head} held ({record.aggregate}){tail}{chance}"
+    lines = [f"{head}; {_count(record)}"]
+    if record.bound is not None and record.obtained is not None:
+        mean = sum(record.values) / len(record.values)
+        op = ">=" if record.direction == "higher" else "<="
+        lines.append(
+            f"  obtained: {format_number(record.obtained)} ({_how(record)}); mean {format_number(mean)}"
+        )
+        lines.append(f"  expected: {op} {record.bound:g}")
+    if record.chance is not None:
+        lines.append(
+            f"  chance:   {format_number(record.chance)} (what a uniform map scores; mean over samples)"
+        )
+    lines += _failing_lines(record)
+    lines += [f"  {note}" for note in record.notes]
+    where = ", ".join(
+        f"{k}: {record.details[k]}" for k in ("method", "layer") if k in record.details
+    )
+    if where:
+        lines.append(f"  {where}")
+    if record.hint:
+        lines.append(record.hint)
+    return "\n".join(lines)
+
+
+def _failing_lines(record: AuditRecord) -> list[str]:
+    if not record.failing:
+        return []
+    order = list(record.failing)
+    if record.direction is not None and not record.reasons:
+        order.sort(key=lambda i: _goodness(record.values[i], record.direction or "higher"))
+    ranked = ", worst first" if record.direction is not None and not record.reasons else ""
+    lines = [f"  failing {record.unit}s{ranked}:"]
+    for i in order[:MAX_LISTED]:
+        text = record.reasons[i] if record.reasons else format_number(record.values[i])
+        lines.append(f"    {record.items[i]}: {text}")
+    if len(order) > MAX_LISTED:
+        lines.append(f"    ... and {len(order) - MAX_LISTED} more (all in the record's .failing)")
+    return lines
+
+
+# -- who receives records ---------------------------------------------------------------------
+
+_COLLECTORS: ContextVar[tuple[list[AuditRecord], ...]] = ContextVar(
+    "modelaudit_collectors", default=()
+)
+
+
+def emit(record: AuditRecord) -> AuditRecord:
+    """Hand ``record`` to every open :func:`collect_records` block and return it."""
+    for sink in _COLLECTORS.get():
+        sink.append(record)
+    return record
+
+
+@contextlib.contextmanager
+def collect_records() -> Iterator[list[AuditRecord]]:
+    """Collect every record emitted inside the block (blocks nest; each gets all).
+
+    Example:
+        >>> with collect_records() as outer:
+        ...     with collect_records() as inner:
+        ...         _ = decide("assert_demo", "score", [1.0], at_most=2)
+        >>> len(outer), len(inner)
+        (1, 1)
+    """
+    sink: list[AuditRecord] = []
+    token = _COLLECTORS.set((*_COLLECTORS.get(), sink))
+    try:
+        yield sink
+    finally:
+        _COLLECTORS.reset(token)

@@ -1,0 +1,125 @@
+"""Sanity check (Adebayo et al., 2018): the map must change when the weights are randomised.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from modelaudit.checks.sanity import assert_map_changes_when_randomized
+    >>> net = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    >>> edge = lambda m, x: x[:, 0].diff(dim=-1, prepend=x[:, 0, :, :1]).abs()
+    >>> assert_map_changes_when_randomized(net, torch.rand(2, 1, 4, 4), edge, at_most=0.5)
+    Traceback (most recent call last):
+    ...
+    modelaudit.errors.AuditFailure: assert_map_changes_when_randomized: spearman_after_randomization <= 0.5 must hold for every sample; 2 of 2 samples fail.
+    ...
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from modelaudit._format import format_number
+from modelaudit.checks._maps import display_samples, explainer_from, images_of, provenance
+from modelaudit.checks.record import MAX_LISTED, Aggregate, AuditRecord, decide
+from modelaudit.errors import InvalidInputError
+from modelaudit.hooks.layers import LayerSpec
+from modelaudit.measure._explainer import Explainer
+from modelaudit.measure.sanity import randomization_similarity
+from modelaudit.measure.similarity import Similarity
+
+__all__ = ["assert_map_changes_when_randomized"]
+
+
+def assert_map_changes_when_randomized(
+    model: nn.Module,
+    images: torch.Tensor,
+    explainer: Explainer | None = None,
+    *,
+    at_most: float | None = None,
+    at_least: float | None = None,
+    mode: Literal["cascading", "independent"] = "cascading",
+    layers: LayerSpec | None = None,
+    similarity: Similarity = "spearman",
+    seed: int = 0,
+    at_step: Literal["all", "last"] = "all",
+    aggregate: Aggregate = "all",
+    method: str | None = None,
+    layer: str | None = None,
+) -> AuditRecord:
+    """Assert the maps change when the model's weights are randomised.
+
+    Runs :func:`modelaudit.randomization_similarity` (on a copy of the model) and bounds the
+    similarity of each sample's map to its original map, typically with ``at_most=``. With
+    ``at_step="all"`` a sample's value is its worst (most similar) step; with ``"last"``,
+    the last step (all layers randomised, in cascading mode).
+
+    Args:
+        model: the model (never modified: the randomised models are copies).
+        images: ``(N, C, H, W)`` images, or maps returned by a modelaudit explainer: their
+            images are explained again with the same method, layer and targets.
+        explainer: ``explainer(model, images) -> maps``; not needed when ``images`` are maps
+            from an explainer.
+        at_most: upper bound on the similarity (exactly one of the two bounds).
+        at_least: lower bound.
+        mode: ``"cascading"`` (top layer first, keeping earlier randomisations) or
+            ``"independent"`` (one layer at a time).
+        layers: which layers to randomise (default: every layer with parameters).
+        similarity: ``"spearman"`` or ``"ssim"``.
+        seed: seed of the random weights.
+        at_step: ``"all"`` (worst step per sample) or ``"last"``.
+        aggregate: ``"all"``, ``"mean"`` or a fraction of samples that must pass.
+        method: recorded; default the maps'.
+        layer: recorded; default the maps'.
+    """
+    __tracebackhide__ = True
+    if at_step not in ("all", "last"):
+        raise InvalidInputError(f"at_step must be 'all' or 'last'; got {at_step!r}")
+    if explainer is None:
+        explainer = explainer_from(images, "assert_map_changes_when_randomized")
+    x, where = images_of(images), provenance(images, method=method, layer=layer)
+    res = randomization_similarity(
+        model, x, explainer, mode=mode, layers=layers, similarity=similarity, seed=seed
+    )
+    sim = res.similarity
+    if at_step == "last":
+        values, step_of = sim[-1], torch.full((sim.shape[1],), sim.shape[0] - 1)
+    elif at_most is not None:
+        values, step_of = sim.max(dim=0)
+    else:
+        values, step_of = sim.min(dim=0)
+    return decide(
+        "assert_map_changes_when_randomized",
+        f"{similarity}_after_randomization",
+        values,
+        at_least=at_least,
+        at_most=at_most,
+        aggregate=aggregate,
+        notes=_notes(res.steps, res.mean, step_of, mode, similarity),
+        details={
+            "mode": mode,
+            "steps": res.steps,
+            "at_step": at_step,
+            "similarity": similarity,
+            "per_step": sim.tolist(),
+            "worst_step": [res.steps[int(s)] for s in step_of],
+            "seed": seed,
+            **where,
+        },
+        samples=display_samples(res.original, x, None),
+    )
+
+
+def _notes(
+    steps: list[str], means: Any, step_of: torch.Tensor, mode: str, similarity: str
+) -> list[str]:
+    per_step = ", ".join(
+        f"{name!r}: {format_number(float(v))}" for name, v in zip(steps, means, strict=True)
+    )
+    worst = ", ".join(f"{i}: {steps[int(s)]!r}" for i, s in enumerate(step_of[:MAX_LISTED]))
+    more = " ..." if len(step_of) > MAX_LISTED else ""
+    return [
+        f"mode: {mode}; steps top layer first; mean {similarity} per step: {per_step}",
+        f"worst step per sample: {worst}{more}",
+    ]

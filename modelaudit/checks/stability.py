@@ -1,0 +1,91 @@
+"""Stability check: a little input noise barely moves the map; a flip flips it.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from modelaudit.checks.stability import assert_stable
+    >>> square = lambda m, x: x[:, 0] ** 2
+    >>> rec = assert_stable(nn.Identity(), torch.rand(2, 1, 6, 6), square, at_most=0.5)
+    >>> rec.passed
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from modelaudit.checks._maps import display_samples, explainer_from, images_of, provenance
+from modelaudit.checks.record import Aggregate, AuditRecord, decide
+from modelaudit.errors import InvalidInputError
+from modelaudit.measure._explainer import Explainer
+from modelaudit.measure.stability import ChangeMeasure, flip_equivariance, noise_stability
+
+__all__ = ["assert_stable"]
+
+
+def assert_stable(
+    model: nn.Module,
+    images: torch.Tensor,
+    explainer: Explainer | None = None,
+    *,
+    at_most: float | None = None,
+    at_least: float | None = None,
+    perturbation: Literal["noise", "hflip", "vflip"] = "noise",
+    sigma: float = 0.02,
+    repeats: int = 4,
+    seed: int = 0,
+    measure: ChangeMeasure = "spearman",
+    aggregate: Aggregate = "all",
+    method: str | None = None,
+    layer: str | None = None,
+) -> AuditRecord:
+    """Assert the map changes little under input noise, or follows a flip of the image.
+
+    ``perturbation="noise"``: a sample's value is its largest change over ``repeats``
+    Gaussian noise draws of std ``sigma`` (:func:`modelaudit.noise_stability`);
+    ``"hflip"`` / ``"vflip"``: the change between the flipped image's map and the flipped map
+    (:func:`modelaudit.flip_equivariance`). ``measure`` is ``"spearman"`` (1 - rank
+    correlation) or ``"mean_abs"``; bound it with ``at_most=``.
+
+    ``images`` may be maps returned by a modelaudit explainer: their images are explained
+    again, with the same method, layer and targets, and ``explainer`` is not needed.
+    """
+    __tracebackhide__ = True
+    if explainer is None:
+        explainer = explainer_from(images, "assert_stable")
+    x = images_of(images)
+    details: dict[str, Any] = {"perturbation": perturbation, "measure": measure}
+    if perturbation == "noise":
+        res = noise_stability(
+            model, x, explainer, sigma=sigma, repeats=repeats, seed=seed, measure=measure
+        )
+        values, original = res.per_sample, res.original
+        details.update(sigma=sigma, repeats=repeats, seed=seed, per_draw=res.changes.tolist())
+        note = f"largest change over {repeats} noise draws of std {sigma:g} (seed {seed})"
+    elif perturbation in ("hflip", "vflip"):
+        direction: Literal["horizontal", "vertical"] = (
+            "horizontal" if perturbation == "hflip" else "vertical"
+        )
+        values, original = flip_equivariance(
+            model, x, explainer, direction=direction, measure=measure
+        )
+        note = f"change between the {direction}ly flipped image's map and the flipped map"
+    else:
+        raise InvalidInputError(
+            f"perturbation must be 'noise', 'hflip' or 'vflip'; got {perturbation!r}"
+        )
+    what = "1 - spearman" if measure == "spearman" else "mean |difference|"
+    return decide(
+        "assert_stable",
+        f"map_change_{perturbation}",
+        values,
+        at_least=at_least,
+        at_most=at_most,
+        aggregate=aggregate,
+        notes=[f"{note}; change = {what}"],
+        details={**details, **provenance(images, method=method, layer=layer)},
+        samples=display_samples(original, x, None),
+    )
