@@ -40,9 +40,11 @@ def test_fresh_baseline_workflow(pytester):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*AuditFailure: no baseline for metric 'mass_in_box' (higher is better); obtained 0.7",
-            "*id:   test_gate.py::test_gate::mass_in_box",
-            "*file: *gate.json (file does not exist yet)",
+            "*AuditFailure: assert_within_baseline: every metric must stay within its "
+            "tolerance of the baseline; 1 of 1 metric fail.",
+            "*failing metrics:",
+            "*mass_in_box: no baseline entry (test_gate.py::test_gate::mass_in_box in "
+            "*gate.json (file does not exist yet)); obtained 0.7",
             "*Create the baseline: re-run pytest with --audit-update-baseline*",
         ]
     )
@@ -83,10 +85,11 @@ def test_fresh_baseline_workflow(pytester):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*AuditFailure: metric 'mass_in_box' regressed (higher is better, tolerance 5%*",
-            "*obtained: 0.5",
-            "*baseline: 0.7  (test_gate.py::test_gate::mass_in_box in *gate.json)",
-            "*delta:    -0.2  (-28.6%; allowed: -0.035)",
+            "*AuditFailure: assert_within_baseline: every metric must stay within its "
+            "tolerance of the baseline; 1 of 1 metric fail.",
+            "*mass_in_box: regressed: obtained 0.5, baseline 0.7 "
+            "(test_gate.py::test_gate::mass_in_box in *gate.json), "
+            "delta -0.2 (-28.6%; allowed: -0.035)",
             "*If the change is intended, update the baseline: *--audit-update-baseline*",
         ]
     )
@@ -156,12 +159,12 @@ def test_corrupt_baseline_is_a_clear_error_never_a_pass(pytester, content, messa
 def test_metrics_and_checks_reach_junit_xml(pytester):
     pytester.makepyfile(
         """
-        from modelaudit.records import AuditRecord, emit
+        from modelaudit.checks.record import decide
 
         def test_props(audit):
             audit.metric("iou", 0.625)
-            emit(AuditRecord(check="pointing_game", passed=True, values=[1.0, 0.0],
-                             bound=0.4, direction="at_least", obtained=0.5))
+            decide("assert_pointing_game", "pointing_game", [1.0, 0.0], at_least=0.4,
+                   aggregate="mean")
         """
     )
     pytester.runpytest_inprocess("--junitxml=out.xml", "--audit-report-dir=none").assert_outcomes(

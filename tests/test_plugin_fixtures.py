@@ -13,7 +13,7 @@ from hypothesis import settings
 from hypothesis.internal.entropy import RANDOMS_TO_MANAGE
 from torch import nn
 
-from modelaudit import plugin
+from modelaudit import _hypothesis
 from modelaudit import zoo as _zoo  # noqa: F401  (torchvision imported once, outside inner runs)
 
 FACTORY = """
@@ -204,7 +204,7 @@ def test_ci_profile_is_loaded_when_CI_is_set(pytester, monkeypatch):
 def test_torch_rng_is_seeded_from_hypothesis(pytester):
     # forget any earlier registration, so only the inner session can have registered it
     for key, value in list(RANDOMS_TO_MANAGE.items()):
-        if value is plugin._TORCH_RANDOM:
+        if value is _hypothesis.TORCH_RANDOM:
             del RANDOMS_TO_MANAGE[key]
     pytester.makepyfile(
         test_seeded="""
@@ -226,10 +226,10 @@ def test_torch_rng_is_seeded_from_hypothesis(pytester):
     state = torch.get_rng_state()
     try:
         pytester.runpytest_inprocess("--audit-report-dir=none").assert_outcomes(passed=2)
-        assert any(v is plugin._TORCH_RANDOM for v in RANDOMS_TO_MANAGE.values())
+        assert any(v is _hypothesis.TORCH_RANDOM for v in RANDOMS_TO_MANAGE.values())
         assert torch.equal(torch.get_rng_state(), state)  # restored after each example
     finally:
-        plugin.register_torch_random()
+        _hypothesis.register_torch_random()
 
 
 def test_a_bad_device_is_a_setup_error_naming_the_option(pytester):

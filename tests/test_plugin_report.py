@@ -3,6 +3,7 @@
 import base64
 import json
 from html.parser import HTMLParser
+from pathlib import Path
 
 import hypothesis  # noqa: F401  (imported once here, not again inside every in-process run)
 import imageio.v3 as iio
@@ -13,8 +14,7 @@ from modelaudit.report.overlay import overlay
 
 AUDITED = """
 import torch
-from modelaudit.errors import AuditFailure
-from modelaudit.records import AuditRecord, SampleViews, emit
+from modelaudit.checks.record import AuditRecord, SampleViews, decide, emit
 
 def views(n, seed):
     gen = torch.Generator().manual_seed(seed)
@@ -23,23 +23,26 @@ def views(n, seed):
                        boxes=torch.tensor([[1, 2, 9, 10]] * n))
 
 def test_passes(audit):
-    emit(AuditRecord(check="pointing_game", passed=True, values=[1.0, 1.0], bound=0.5,
-                     direction="at_least", obtained=1.0, samples=views(2, 0)))
+    decide("assert_pointing_game", "pointing_game", [1.0, 1.0], at_least=0.5,
+           samples=views(2, 0))
     audit.metric("iou", 0.5)
 
 def test_fails():
-    record = AuditRecord(check="mass_in_box", passed=False, values=[0.9, 0.1, 0.8],
-                         bound=0.5, direction="at_least", obtained=0.1, failing=[1],
-                         samples=views(3, 1))
-    emit(record)
-    raise AuditFailure("mass in box < 0.5 for sample 1", record)
+    decide("assert_mass_in_box", "mass_in_box", [0.9, 0.1, 0.3], at_least=0.5,
+           samples=views(3, 1))
+
+def test_shapes_fail():
+    emit(AuditRecord("feature_map_shape", "assert_feature_map_shapes", False, (1.0, 0.0),
+                     items=("layer1", "layer2"), unit="layer", failing=(1,),
+                     rule="every feature map must keep its shape",
+                     reasons=("", "obtained (4, 8), expected (8, 8)")))
+    raise AssertionError("shapes changed")
 
 def test_not_audited():
     pass
 
 def test_plain_pass():
-    emit(AuditRecord(check="iou_plain", passed=True, values=[0.9], bound=0.5,
-                     direction="at_least", obtained=0.9))
+    decide("assert_iou", "iou_plain", [0.9], at_least=0.5)
 """
 
 
@@ -75,49 +78,63 @@ def _png(src):
 def test_report_shows_every_recorded_sample(pytester):
     pytester.makepyfile(test_audited=AUDITED)
     result = pytester.runpytest_inprocess()
-    result.assert_outcomes(passed=3, failed=1)
+    result.assert_outcomes(passed=3, failed=2)
     report = pytester.path / "audit-report" / "report.html"
     result.stdout.fnmatch_lines(
         [f"modelaudit report: {report}", f"modelaudit records: {report.with_name('records.json')}"]
     )
     page = Page(report.read_text())
     assert page.errors == [] and page.stack == []
-    # failing test first; tests that neither used modelaudit nor emitted records left out
-    assert page.ids == ["test failed", "test ", "test "]
+    # failing tests first; tests that neither used modelaudit nor emitted records left out
+    assert page.ids == ["test failed", "test failed", "test ", "test "]
     overlays = [i for i in page.images if i["alt"].startswith("overlay")]
     assert len(overlays) == 3 + 2  # one per recorded sample
     gen = torch.Generator().manual_seed(1)
     images, maps = torch.rand(3, 3, 12, 12, generator=gen), torch.rand(3, 12, 12, generator=gen)
-    for k in range(3):
+    for shown, k in enumerate([1, 2, 0]):  # failing samples first, worst first
         expected = overlay(images[k], maps[k], box=(1, 2, 9, 10))
-        assert np.array_equal(_png(overlays[k]["src"]), expected)
+        assert np.array_equal(_png(overlays[shown]["src"]), expected)
     doc = json.loads(report.with_name("records.json").read_text())
     tests = {t["nodeid"]: t for t in doc["tests"]}
     assert sorted(tests) == [
         "test_audited.py::test_fails",
         "test_audited.py::test_passes",
         "test_audited.py::test_plain_pass",
+        "test_audited.py::test_shapes_fail",
     ]
-    assert tests["test_audited.py::test_fails"]["outcome"] == "failed"
-    assert "mass in box < 0.5" in tests["test_audited.py::test_fails"]["message"]
-    assert tests["test_audited.py::test_fails"]["records"][0]["failing"] == [1]
+    failed = tests["test_audited.py::test_fails"]
+    assert failed["outcome"] == "failed"
+    assert "mass_in_box >= 0.5 must hold for every sample; 2 of 3 samples fail" in failed["message"]
+    (record,) = failed["records"]
+    assert record["failing"] == [1, 2] and record["message"] in failed["message"]
+    # the failing samples' overlays are files too, next to the report
+    folder = Path(record["overlay_files"][0]).parent
+    assert [Path(f).name for f in record["overlay_files"]] == [
+        "mass_in_box-1.png",
+        "mass_in_box-2.png",
+    ]
+    assert folder.parent == report.parent / "tests"
+    assert np.array_equal(iio.imread(record["overlay_files"][0]), _png(overlays[0]["src"]))
+    # a check without pictures is reported the same way: items, failing list, message
+    (shape,) = tests["test_audited.py::test_shapes_fail"]["records"]
+    assert shape["items"] == ["layer1", "layer2"] and shape["failing"] == [1]
+    assert "layer2: obtained (4, 8), expected (8, 8)" in shape["message"]
+    assert "failing layers: layer2" in report.read_text()
     assert tests["test_audited.py::test_passes"]["metrics"][0]["value"] == 0.5
     # the summary table lists checks with their bounds, for audited or failed tests only
     result.stdout.fnmatch_lines(["  mass_in_box*0.1*>= 0.5*-0.4*FAIL"])
+    result.stdout.fnmatch_lines(["  feature_map_shape*-*-*-*FAIL"])
     assert "iou_plain" not in result.stdout.str()
 
 
-def test_settings_point_assertions_at_a_per_test_directory(pytester):
+def test_each_test_gets_a_clean_folder_for_its_files(pytester):
     pytester.makepyfile(
         """
-        from modelaudit.settings import current_settings
-
-        def test_dirs(audit, audit_device, tmp_path):
-            folder = current_settings().report_dir
+        def test_dirs(audit):
+            folder = audit.report_dir
             assert folder.parent.name == "tests" and folder.parent.parent.name == "rep"
             assert "test_dirs" in folder.name
-            assert current_settings().tolerance == 0.125
-            assert str(current_settings().device) == str(audit_device) == "cpu"
+            assert audit.tolerance == 0.125
             audit.attach("probe", [[0.0, 1.0]])
             assert (folder / "probe.png").is_file()
         """

@@ -2,19 +2,20 @@
 
 Entries hold numbers, strings and base64 PNGs only, so they travel unchanged from
 pytest-xdist workers to the controller (``workeroutput``) and into the HTML and JSON files.
-:func:`record_view` turns an :class:`~modelaudit.records.AuditRecord` (with its tensors)
-into rows of input | overlay | value | pass/fail, rendered with
-:func:`~modelaudit.report.overlay.overlay`.
+:func:`record_view` turns an :class:`~modelaudit.checks.record.AuditRecord` (with its
+tensors) into rows of input | overlay | value | pass/fail, rendered with
+:func:`~modelaudit.report.overlay.overlay`, failing samples first.
 
 Example:
     >>> import torch
-    >>> from modelaudit.records import AuditRecord, SampleViews
-    >>> rec = AuditRecord(check="pointing_game", passed=True, values=[1.0, 0.0], failing=[1],
+    >>> from modelaudit.checks.record import AuditRecord, SampleViews
+    >>> rec = AuditRecord("pointing_game", "assert_pointing_game", False, (1.0, 0.0),
+    ...                   failing=(1,), direction="higher",
     ...                   samples=SampleViews(images=torch.rand(2, 3, 8, 8),
     ...                                       maps=torch.rand(2, 8, 8)))
     >>> view = record_view(rec)
-    >>> [(row.index, row.value, row.passed) for row in view.samples]
-    [(0, 1.0, True), (1, 0.0, False)]
+    >>> [(row.index, row.value, row.passed) for row in view.samples]  # failing first
+    [(1, 0.0, False), (0, 1.0, True)]
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ from __future__ import annotations
 import base64
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelaudit.baseline import Comparison
 from modelaudit.report.overlay import image_to_rgb, overlay, png_bytes
+from modelaudit.report.picking import sample_order
 
 if TYPE_CHECKING:
-    from modelaudit.records import AuditRecord
+    from modelaudit.checks.record import AuditRecord
 
 __all__ = [
     "OUTCOME_ORDER",
@@ -38,6 +40,7 @@ __all__ = [
     "SampleRow",
     "TestEntry",
     "encode_png",
+    "mirrors_metrics",
     "record_view",
     "sort_entries",
 ]
@@ -73,16 +76,18 @@ class RecordView:
     """An audit record ready for the report.
 
     Attributes:
-        record: ``AuditRecord.to_json()``.
-        samples: the drawn samples (failing ones first to be kept when capped).
+        record: ``AuditRecord.to_json()`` (no tensors; includes ``message``).
+        samples: the drawn samples, failing ones first (worst first), then the rest.
         hidden: how many samples were not drawn because of the cap.
         error: why the samples could not be drawn, if they could not.
+        files: overlay PNGs of failing samples written next to the report, if any.
     """
 
     record: dict[str, Any]
     samples: list[SampleRow] = dataclasses.field(default_factory=list)
     hidden: int = 0
     error: str | None = None
+    files: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -149,6 +154,7 @@ class TestEntry:
                     samples=[SampleRow(**s) for s in r.get("samples", [])],
                     hidden=int(r.get("hidden", 0)),
                     error=r.get("error"),
+                    files=[str(f) for f in r.get("files", [])],
                 )
                 for r in data.get("records", [])
             ],
@@ -175,15 +181,29 @@ def sort_entries(entries: Iterable[TestEntry]) -> list[TestEntry]:
     return sorted(entries, key=rank)
 
 
-def _pick(count: int, failing: Iterable[int], limit: int) -> list[int]:
-    bad = [i for i in dict.fromkeys(failing) if 0 <= i < count]
-    chosen = bad[:limit]
-    for i in range(count):
-        if len(chosen) >= limit:
-            break
-        if i not in chosen:
-            chosen.append(i)
-    return sorted(chosen)
+def mirrors_metrics(view: RecordView, metrics: Sequence[Comparison]) -> bool:
+    """Whether ``view`` is a baseline-gate record whose every metric is in ``metrics``.
+
+    The ``audit`` fixture's gate emits such records; the metrics table already shows their
+    comparisons (with status and tolerance), so the summary does not repeat them.
+
+    Example:
+        >>> c = Comparison("t::iou", "iou", 0.7, "higher", 0.05, None, "recorded")
+        >>> view = RecordView({"assertion": "assert_within_baseline",
+        ...                    "details": {"comparisons": [c.to_dict()]}})
+        >>> mirrors_metrics(view, [c]), mirrors_metrics(view, [])
+        (True, False)
+    """
+    details = view.record.get("details") or {}
+    compared = details.get("comparisons") if isinstance(details, Mapping) else None
+    if view.record.get("assertion") != "assert_within_baseline" or not compared:
+        return False
+    keys = {m.key for m in metrics}
+    return all(isinstance(c, Mapping) and c.get("key") in keys for c in compared)
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def record_view(
@@ -197,8 +217,11 @@ def record_view(
 
     A sample's ``value`` is ``record.values[i]`` when there is one value per sample, and
     its verdict is "not in ``record.failing``" then (None otherwise). At most
-    ``max_samples`` samples are drawn, failing ones first; drawing problems are reported
-    in ``error`` instead of raised, so a report is always written.
+    ``max_samples`` samples are drawn, failing ones first, worst first
+    (:func:`~modelaudit.report.picking.sample_order`); drawing problems are reported in
+    ``error`` instead of raised, so a report is always written. A record without
+    ``samples`` (hook, shape and baseline checks) gives a view without rows: the report
+    lists its items from ``view.record``.
     """
     view = RecordView(record=record.to_json())
     samples = record.samples
@@ -208,15 +231,14 @@ def record_view(
         count = len(samples.maps)
         per_sample = len(record.values) == count
         failing = {int(i) for i in record.failing}
-        chosen = _pick(count, sorted(failing), max(0, int(max_samples)))
+        chosen = sample_order(record, count, max(0, int(max_samples)))
         view.hidden = count - len(chosen)
         for i in chosen:
             image = None if samples.images is None else samples.images[i]
-            value = float(record.values[i]) if per_sample else None
             view.samples.append(
                 SampleRow(
                     index=i,
-                    value=value if value is None or math.isfinite(value) else None,
+                    value=_finite(float(record.values[i])) if per_sample else None,
                     passed=(i not in failing) if per_sample else None,
                     input_png=None if image is None else encode_png(image_to_rgb(image)),
                     overlay_png=encode_png(

@@ -6,11 +6,14 @@ Schema (``version`` 1)::
      "summary": {"passed": 3, "failed": 1, ...},
      "tests": [{"nodeid": ..., "outcome": ..., "duration": ..., "message": ...,
                 "metrics": [Comparison.to_dict(), ...],
-                "records": [AuditRecord.to_json(), ...],
+                "records": [AuditRecord.to_json() + {"overlay_files": [...]}, ...],
                 "attachments": [{"name": ..., "path": ...}, ...]}]}
 
-Images are left out (they are in the HTML report and the overlay files); non-finite
-numbers are written as null, so the file is strict JSON.
+Records are exactly :meth:`~modelaudit.checks.record.AuditRecord.to_json` (check,
+assertion, passed, values, items, unit, bound, direction, rule, message...) plus
+``overlay_files``, the PNGs written for failing samples. Images are left out (they are in
+the HTML report and those files); non-finite numbers are written as null, so the file is
+strict JSON.
 
 Example:
     >>> from modelaudit.report.entries import TestEntry
@@ -29,7 +32,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from modelaudit.report._atomic import atomic_write_text
+from modelaudit._atomic import atomic_write_text
 from modelaudit.report.entries import TestEntry, sort_entries
 
 __all__ = ["EXPORT_VERSION", "export_dict", "write_json"]
@@ -60,7 +63,7 @@ def export_dict(entries: Iterable[TestEntry]) -> dict[str, Any]:
             "duration": e.duration,
             "message": e.message,
             "metrics": [m.to_dict() for m in e.metrics],
-            "records": [v.record for v in e.records],
+            "records": [{**v.record, "overlay_files": list(v.files)} for v in e.records],
             "attachments": [{"name": a.name, "path": a.path} for a in e.attachments],
         }
         for e in ordered

@@ -1,9 +1,13 @@
 """The HTML report: one self-contained file per run, failing tests first.
 
-Per test: the outcome, the failure text, the metrics against the baseline, and for each
-audit record a grid of sample cards (input | heat-map overlay with the ground-truth box,
-then the metric value and pass/fail; failing samples outlined in red). Images are inline
-``data:`` PNGs, so the file can be attached to a CI run or mailed as is. No JavaScript.
+Per test: the outcome, the failure text, the metrics against the baseline, and one block
+per audit record, the same for every check (heat-map, hook, shape, baseline gate): a title
+line (check, verdict, obtained, bound, chance, failing items), the record's message, then
+its items: a grid of sample cards when the record carries pictures (input | heat-map
+overlay with the ground-truth box, value, pass/fail; failing samples first, worst first,
+outlined in red), otherwise a table of items (label | value or reason | pass/fail, failing
+first). Images are inline ``data:`` PNGs, so the file can be attached to a CI run or mailed
+as is. No JavaScript.
 
 Example:
     >>> from modelaudit.report.entries import TestEntry
@@ -15,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from html import escape
@@ -24,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from modelaudit._atomic import atomic_write_text
+from modelaudit._format import format_number
 from modelaudit.baseline import Comparison
-from modelaudit.report._atomic import atomic_write_text
 from modelaudit.report.colormap import colorize
 from modelaudit.report.entries import (
     OUTCOME_ORDER,
@@ -33,11 +37,18 @@ from modelaudit.report.entries import (
     RecordView,
     TestEntry,
     encode_png,
+    mirrors_metrics,
     sort_entries,
 )
 from modelaudit.report.overlay import OUTLINE_COLORS
+from modelaudit.report.picking import failing_first
 
 __all__ = ["render_html", "write_html"]
+
+MAX_ITEM_ROWS = 50
+"""Rows of a record's item table (failing items first); the rest are counted."""
+MAX_LISTED = 10
+"""Failing items named in a record's title line."""
 
 _CSS = """
 :root { --fail: #b42318; --pass: #067647; --skip: #6b7280; --line: #d0d5dd; }
@@ -96,15 +107,11 @@ nav ul { margin: 0 0 18px; padding-left: 18px; font-size: 14px; }
 """
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "—"
+def _fmt(value: Any) -> str:
     if isinstance(value, bool):
         return str(value)
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            return "NaN" if math.isnan(value) else ("∞" if value > 0 else "-∞")
-        return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
+    if value is None or isinstance(value, int | float):
+        return format_number(value, missing="—")
     return escape(str(value))
 
 
@@ -149,53 +156,102 @@ def _bound_text(record: Mapping[str, Any]) -> str:
     bound, direction = record.get("bound"), record.get("direction")
     if bound is None:
         return ""
-    sign = {"at_least": "≥", "at_most": "≤"}.get(str(direction), "vs")
+    sign = {"higher": "≥", "lower": "≤"}.get(str(direction), "vs")
     return f"bound {sign} {_fmt(bound)}"
 
 
-def _record_block(view: RecordView, test_index: int, record_index: int, shown: str) -> str:
-    rec = view.record
-    check = str(rec.get("check", "check"))
-    parts = [f"obtained {_fmt(rec.get('obtained'))}"]
-    if bound := _bound_text(rec):
+def _labels(record: Mapping[str, Any]) -> list[str]:
+    values = list(record.get("values") or [])
+    items = [str(i) for i in record.get("items") or []]
+    return items if len(items) == len(values) else [str(i) for i in range(len(values))]
+
+
+def _record_head(record: Mapping[str, Any], anchor: str) -> str:
+    parts = []
+    if record.get("obtained") is not None:
+        parts.append(f"obtained {_fmt(record.get('obtained'))}")
+    if bound := _bound_text(record):
         parts.append(bound)
-    if rec.get("chance") is not None:
-        parts.append(f"chance {_fmt(rec.get('chance'))}")
-    if rec.get("aggregate"):
-        parts.append(f"aggregate: {escape(str(rec['aggregate']))}")
-    failing = rec.get("failing") or []
-    head = (
-        f"<h3 id='t{test_index}r{record_index}'><code>{escape(check)}</code> — "
-        f"{_verdict(bool(rec.get('passed')))} · {' · '.join(parts)}"
-        + (f" · failing samples: {escape(', '.join(map(str, failing)))}" if failing else "")
+    if record.get("chance") is not None:
+        parts.append(f"chance {_fmt(record.get('chance'))}")
+    if record.get("aggregate"):
+        parts.append(f"aggregate: {escape(str(record['aggregate']))}")
+    labels, failing = _labels(record), [int(i) for i in record.get("failing") or []]
+    if failing:
+        worst = failing_first(
+            record.get("values") or [], failing, record.get("direction"), len(labels)
+        )
+        known = len({i for i in failing if 0 <= i < len(labels)})
+        named = [labels[i] for i in worst[: min(known, MAX_LISTED)]]
+        more = f" … and {len(failing) - MAX_LISTED} more" if len(failing) > MAX_LISTED else ""
+        unit = escape(str(record.get("unit") or "sample"))
+        parts.append(f"failing {unit}s: {escape(', '.join(named))}{more}")
+    who = escape(str(record.get("assertion") or ""))
+    return (
+        f"<h3 id='{anchor}'><code>{escape(str(record.get('check', 'check')))}</code> — "
+        f"{' · '.join([_verdict(bool(record.get('passed'))), *parts])}"
+        + (f" <span class='note'>({who})</span>" if who else "")
         + "</h3>"
     )
-    body = [head]
+
+
+def _item_table(record: Mapping[str, Any]) -> str:
+    """The items of a record without pictures: failing first, worst first."""
+    values, labels = list(record.get("values") or []), _labels(record)
+    reasons = [str(r) for r in record.get("reasons") or []]
+    failing = {int(i) for i in record.get("failing") or []}
+    order = failing_first(values, sorted(failing), record.get("direction"), len(values))
+    rows = []
+    for i in order[:MAX_ITEM_ROWS]:
+        reason = reasons[i] if len(reasons) == len(values) else ""
+        cell = f"<td>{escape(reason)}</td>" if reason else f"<td class='num'>{_fmt(values[i])}</td>"
+        rows.append(
+            f"<tr class='{'bad-row' if i in failing else ''}'><td><code>{escape(labels[i])}"
+            f"</code></td>{cell}<td>{_verdict(i not in failing)}</td></tr>"
+        )
+    if not rows:
+        return ""
+    unit = escape(str(record.get("unit") or "item"))
+    hidden = len(order) - len(rows)
+    more = f"<p class='note'>{hidden} more {unit}s not shown.</p>" if hidden else ""
+    return (
+        f"<table class='items'><tr><th>{unit}</th><th>value</th><th>result</th></tr>"
+        + "".join(rows)
+        + "</table>"
+        + more
+    )
+
+
+def _sample_cards(view: RecordView) -> str:
+    cards = []
+    for s in view.samples:
+        bad = s.passed is False
+        cards.append(
+            f"<figure class='sample{' bad' if bad else ''}'><div class='pair'>"
+            f"<div><span>input</span>{_img(s.input_png, f'input {s.index}')}</div>"
+            f"<div><span>heat map + ground truth</span>"
+            f"{_img(s.overlay_png, f'overlay {s.index}')}</div></div>"
+            f"<figcaption>sample <strong>{s.index}</strong> · value "
+            f"<code>{_fmt(s.value)}</code> · {_verdict(s.passed)}</figcaption></figure>"
+        )
+    return "<div class='samples'>" + "".join(cards) + "</div>"
+
+
+def _record_block(view: RecordView, anchor: str, shown: str) -> str:
+    rec = view.record
+    body = [_record_head(rec, anchor)]
     message = str(rec.get("message") or "")
     if message and message not in shown:  # not repeated when it is the failure text
         body.append(f"<p class='msg'>{escape(message)}</p>")
     if view.error:
         body.append(f"<p class='note'>{escape(view.error)}</p>")
-    if view.samples:
-        cards = []
-        for s in view.samples:
-            bad = s.passed is False
-            cards.append(
-                f"<figure class='sample{' bad' if bad else ''}'><div class='pair'>"
-                f"<div><span>input</span>{_img(s.input_png, f'input {s.index}')}</div>"
-                f"<div><span>heat map + ground truth</span>"
-                f"{_img(s.overlay_png, f'overlay {s.index}')}</div></div>"
-                f"<figcaption>sample <strong>{s.index}</strong> · value "
-                f"<code>{_fmt(s.value)}</code> · {_verdict(s.passed)}</figcaption></figure>"
-            )
-        body.append("<div class='samples'>" + "".join(cards) + "</div>")
+    body.append(_sample_cards(view) if view.samples else _item_table(rec))
     if view.hidden:
         body.append(f"<p class='note'>{view.hidden} more samples not shown.</p>")
-    overlays = [str(p) for p in rec.get("overlays") or []]
-    if overlays and not all(p in shown + message for p in overlays):
+    if view.files:
         body.append(
             "<p class='note'>overlay files: "
-            + ", ".join(f"<code>{escape(str(p))}</code>" for p in overlays)
+            + ", ".join(f"<code>{escape(str(p))}</code>" for p in view.files)
             + "</p>"
         )
     return "<div class='record'>" + "".join(body) + "</div>"
@@ -221,7 +277,10 @@ def _test_section(entry: TestEntry, index: int) -> str:
     if entry.message:
         out.append(f"<pre class='failure'>{escape(entry.message)}</pre>")
     out.append(_metrics_table(entry.metrics))
-    out.extend(_record_block(v, index, j, entry.message) for j, v in enumerate(entry.records))
+    for j, view in enumerate(entry.records):
+        if view.record.get("passed") and mirrors_metrics(view, entry.metrics):
+            continue  # a passing gate over the metrics above: the table says it all
+        out.append(_record_block(view, f"t{index}r{j}", entry.message))
     if entry.omitted_records:
         out.append(
             f"<p class='note'>{entry.omitted_records} earlier records of this test not shown "

@@ -1,8 +1,8 @@
 """Heat-map overlays: colour a map with a perceptual colormap, blend it, outline the truth.
 
-``overlay`` is the one renderer used everywhere (the HTML report, the overlay PNGs that
-failing assertions write, the CLI): what a reviewer sees in CI is exactly what a user gets
-from ``ma.overlay`` in a notebook.
+``overlay`` is the one renderer used everywhere (the HTML report and the overlay PNGs it
+writes for failing samples, the CLI): what a reviewer sees in CI is exactly what a user
+gets from ``ma.overlay`` in a notebook.
 
 Conventions:
     - images are (C, H, W) (C = 1 or 3) or (H, W) tensors/arrays with values in [0, 1]
@@ -36,12 +36,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from modelaudit._atomic import atomic_write_bytes
 from modelaudit.errors import InvalidInputError
-from modelaudit.report._atomic import atomic_write_bytes
 from modelaudit.report.colormap import colorize, colormap_lut
+from modelaudit.report.picking import sample_order
 
 if TYPE_CHECKING:
-    from modelaudit.records import AuditRecord
+    from modelaudit.checks.record import AuditRecord
 
 __all__ = [
     "OUTLINE_COLORS",
@@ -327,14 +328,15 @@ def write_overlays(
     alpha: float = 0.5,
     colormap: str = "inferno",
 ) -> list[str]:
-    """Write one overlay PNG per sample of ``record`` into ``directory``.
+    """Write one overlay PNG per sample of ``record`` into ``directory`` (for notebooks, CLIs).
 
-    Which samples: the given ``samples`` indices; otherwise the record's failing samples;
-    when no sample is marked failing (a passed check, or a failed aggregate such as a
-    mean), every sample, so the directory always shows what the check looked at.
+    Which samples: the given ``samples`` indices; otherwise the record's failing samples,
+    worst first; when no sample is marked failing (a passed check, or a failed aggregate
+    such as a mean), every sample, so the directory always shows what the check looked at.
     Files are named ``<check>-<index>.png``; when a file of that name already exists (the
     same check ran twice into one directory) the stem becomes ``<check>_2``, ``<check>_3``...
-    A record without ``samples.maps`` has nothing to draw: the result is ``[]``.
+    A record without ``samples.maps`` has nothing to draw: the result is ``[]``. (The pytest
+    plugin's report writes the failing samples' overlays itself, from the pictures it drew.)
 
     Args:
         record: an audit record whose ``samples`` holds maps and optionally images, boxes
@@ -345,13 +347,13 @@ def write_overlays(
         colormap: ``"inferno"`` or ``"viridis"``.
 
     Returns:
-        The paths written, as strings, in sample order.
+        The paths written, as strings, in drawing order.
 
     Example:
         >>> import tempfile, torch
-        >>> from modelaudit.records import AuditRecord, SampleViews
-        >>> rec = AuditRecord(check="mass_in_box", passed=False, values=[0.9, 0.1],
-        ...                   failing=[1], samples=SampleViews(
+        >>> from modelaudit.checks.record import AuditRecord, SampleViews
+        >>> rec = AuditRecord("mass_in_box", "assert_mass_in_box", False, (0.9, 0.1),
+        ...                   failing=(1,), direction="higher", samples=SampleViews(
         ...                       images=torch.rand(2, 3, 8, 8), maps=torch.rand(2, 8, 8),
         ...                       boxes=torch.tensor([[0, 0, 4, 4], [2, 2, 8, 8]])))
         >>> [p.rsplit("/", 1)[1] for p in write_overlays(rec, tempfile.mkdtemp())]
@@ -361,12 +363,13 @@ def write_overlays(
     if views is None or views.maps is None:
         return []
     count = len(views.maps)
+    bad = {int(i) for i in record.failing}
     if samples is not None:
         indices = [int(i) for i in samples]
-    elif record.failing:
-        indices = [int(i) for i in record.failing]
+    elif bad - set(range(count)):
+        indices = sorted(bad)  # the range check below names the bad index
     else:
-        indices = list(range(count))
+        indices = [i for i in sample_order(record, count) if i in bad or not bad]
     for i in indices:
         if not 0 <= i < count:
             raise InvalidInputError(f"sample index {i} is out of range for {count} samples")

@@ -2,7 +2,10 @@
 
 :class:`AuditRecorder` is what the pytest fixture ``audit`` returns, and it works without
 pytest too (a notebook, a script gating a release). Each metric gets the id
-``"<test id>::<name>"`` in the baseline file.
+``"<test id>::<name>"`` in the baseline file. The verdict is
+:func:`~modelaudit.checks.baseline.assert_within_baseline`'s, like every other check: a
+frozen :class:`~modelaudit.checks.record.AuditRecord`, emitted to the report and raised
+inside an :class:`~modelaudit.errors.AuditFailure` when a metric fails.
 
 Example:
     >>> from modelaudit.baseline import Baseline
@@ -10,14 +13,15 @@ Example:
     >>> base = Baseline()
     >>> base.set("demo::iou", 0.60, direction="higher", tolerance=0.05)
     >>> audit = AuditRecorder("demo", baseline=base)
-    >>> audit.metric("iou", 0.62).status
-    'ok'
+    >>> audit.metric("iou", 0.62).passed, audit.comparisons[0].status
+    (True, 'ok')
     >>> audit.metric("drop", 0.1, direction="lower")
     Traceback (most recent call last):
     ...
-    modelaudit.errors.AuditFailure: no baseline for metric 'drop' (lower is better); obtained 0.1
+    modelaudit.errors.AuditFailure: assert_within_baseline: every metric must stay within its tolerance of the baseline; 1 of 1 metric fail.
     ...
-    Create the baseline: ...
+        drop: no baseline entry (demo::drop); obtained 0.1
+    Create the baseline: re-run pytest with --audit-update-baseline (and commit the file)
 """
 
 from __future__ import annotations
@@ -35,9 +39,11 @@ from modelaudit.baseline import (
     Status,
     compare_to_entry,
     normalize_direction,
+    validate_tolerance,
 )
+from modelaudit.checks.baseline import assert_within_baseline
+from modelaudit.checks.record import AuditRecord
 from modelaudit.errors import AuditFailure, InvalidInputError
-from modelaudit.records import AuditRecord
 from modelaudit.report.entries import Attachment, encode_png
 from modelaudit.report.overlay import overlay as render_overlay
 from modelaudit.report.overlay import save_png
@@ -61,7 +67,9 @@ class AuditRecorder:
         report_dir: where attached images are also saved as PNG files (None: not saved).
         on_property: called with ``(name, value)`` for each number worth exporting (the
             plugin passes pytest's ``record_property``, so metrics reach JUnit XML).
-        update_hint: the sentence failures end with, telling how to update the baseline.
+        update_hint: how to update the baseline; a failure's last line is "Create the
+            baseline: <hint>" (missing entries) or "If the change is intended, update the
+            baseline: <hint>".
     """
 
     def __init__(
@@ -78,7 +86,7 @@ class AuditRecorder:
         self.test_id = test_id
         self._baseline = baseline
         self.update = update
-        self.tolerance = _tolerance(tolerance)
+        self.tolerance = validate_tolerance(tolerance)
         self.report_dir = None if report_dir is None else Path(report_dir)
         self._on_property = on_property
         self.update_hint = update_hint
@@ -113,7 +121,7 @@ class AuditRecorder:
                     f"metric {name!r} must be a number, got {type(value).__name__}"
                 ) from exc
         wanted = normalize_direction(direction)
-        tol = None if tolerance is None else _tolerance(tolerance)
+        tol = None if tolerance is None else validate_tolerance(tolerance)
         key = self.key(name)
         base = self.baseline()
         entry = None if base is None else base.entries.get(key)
@@ -152,30 +160,27 @@ class AuditRecorder:
         direction: str = "higher",
         tolerance: float | None = None,
         check: bool = True,
-    ) -> Comparison:
+    ) -> AuditRecord:
         """Record a metric and check it against the baseline.
 
         Args:
             name: short name, unique within the test.
             value: the number (a 0-d tensor or numpy scalar is fine).
-            direction: ``"higher"`` or ``"lower"`` is better (``"at_least"`` /
-                ``"at_most"`` accepted).
+            direction: ``"higher"`` or ``"lower"`` is better.
             tolerance: relative tolerance; default: the stored entry's for an existing
                 entry, the recorder's default for a new one.
             check: raise on failure (False: only record; the report still shows it).
 
         Returns:
-            The :class:`~modelaudit.baseline.Comparison`.
+            The gate's :class:`~modelaudit.checks.record.AuditRecord`; the comparison is
+            ``record.details["comparisons"][0]`` (a dict) and in :attr:`comparisons`.
 
         Raises:
             AuditFailure: missing baseline entry, regression beyond tolerance, or a NaN
                 value, when ``check`` is True.
         """
         __tracebackhide__ = True
-        result = self._compare(name, value, direction, tolerance)
-        if check and not result.passed:
-            raise AuditFailure(result.message(self.update_hint), self._failure_record([result]))
-        return result
+        return self._gate([self._compare(name, value, direction, tolerance)], check=check)
 
     def metrics(
         self,
@@ -183,37 +188,34 @@ class AuditRecorder:
         *,
         direction: str = "higher",
         tolerance: float | None = None,
-    ) -> list[Comparison]:
-        """Record several metrics, then fail once listing every one that did not pass.
+        check: bool = True,
+    ) -> AuditRecord:
+        """Record several metrics, then decide once, listing every one that did not pass.
 
         Example:
             >>> audit = AuditRecorder("demo")  # no baseline: recorded, never gated
-            >>> [c.status for c in audit.metrics({"a": 0.5, "b": 0.7})]
+            >>> audit.metrics({"a": 0.5, "b": 0.7}).items
+            ('a', 'b')
+            >>> [c.status for c in audit.comparisons]
             ['recorded', 'recorded']
         """
         __tracebackhide__ = True
         results = [self._compare(n, v, direction, tolerance) for n, v in values.items()]
-        bad = [c for c in results if not c.passed]
-        if bad:
-            text = "\n\n".join(c.message(self.update_hint) for c in bad)
-            raise AuditFailure(
-                f"{len(bad)} of {len(results)} metrics failed:\n{text}",
-                self._failure_record(bad),
-            )
-        return results
+        return self._gate(results, check=check)
 
-    def _failure_record(self, bad: list[Comparison]) -> AuditRecord:
-        first = bad[0]
-        return AuditRecord(
-            check="baseline",
-            passed=False,
-            values=[c.value for c in bad],
-            bound=first.baseline,
-            direction="at_least" if first.direction == "higher" else "at_most",
-            obtained=first.value,
-            message="\n".join(c.message(self.update_hint) for c in bad),
-            details={"metrics": [c.to_dict() for c in bad]},
+    def _gate(self, results: list[Comparison], *, check: bool) -> AuditRecord:
+        __tracebackhide__ = True
+        failing = [c for c in results if not c.passed]
+        missing = bool(failing) and all(c.status == "missing" for c in failing)
+        lead = (
+            "Create the baseline" if missing else "If the change is intended, update the baseline"
         )
+        try:
+            return assert_within_baseline(results, hint=f"{lead}: {self.update_hint}")
+        except AuditFailure as failure:
+            if check:
+                raise
+            return failure.record
 
     def attach(self, name: str, image: Any) -> Attachment:
         """Attach an image to the report (and save it as ``<name>.png`` in ``report_dir``).
@@ -251,14 +253,6 @@ class AuditRecorder:
         return picture
 
     def record(self, record: AuditRecord) -> AuditRecord:
-        """Add an audit record to the report by hand (assert_* functions do it themselves)."""
+        """Add an audit record to the report by hand (checks emit theirs themselves)."""
         self.records.append(record)
         return record
-
-
-def _tolerance(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInputError(f"tolerance must be a number >= 0, got {value!r}")
-    if not (math.isfinite(value) and value >= 0):
-        raise InvalidInputError(f"tolerance must be a finite number >= 0, got {value!r}")
-    return float(value)

@@ -2,8 +2,9 @@
 
 Each test gets a title row (its node id) followed by one row per baseline metric
 (value | baseline | delta | verdict and status) and per audit record (obtained | bound
-with its direction | obtained - bound | verdict). Passing tests that only called
-assertions, without asking for modelaudit, stay out of the table (they are in the HTML
+with its direction | obtained - bound | verdict). A baseline-gate record over metrics that
+already have rows (the ``audit`` fixture's) is not repeated. Passing tests that only
+called checks, without asking for modelaudit, stay out of the table (they are in the HTML
 report). Numbers show 4 significant digits; deltas carry a sign; a missing value is ``-``.
 
 Example:
@@ -11,7 +12,7 @@ Example:
     >>> from modelaudit.report.entries import RecordView, TestEntry
     >>> c = Comparison("t::iou", "iou", 0.71, "higher", 0.05, 0.7, "ok")
     >>> r = RecordView({"check": "mass_in_box", "obtained": 0.4, "bound": 0.5,
-    ...                 "direction": "at_least", "passed": False})
+    ...                 "direction": "higher", "passed": False})
     >>> print("\\n".join(summary_lines([TestEntry("t", metrics=[c], records=[r])])))
     metric         value  baseline  delta  pass/fail
     t
@@ -21,27 +22,23 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from modelaudit.report.entries import TestEntry
+from modelaudit._format import format_number
+from modelaudit.report.entries import TestEntry, mirrors_metrics
 
 __all__ = ["HEADER", "summary_lines", "summary_rows"]
 
 HEADER = ("metric", "value", "baseline", "delta", "pass/fail")
 """Column titles of the table; a row has either all five cells or one (a test's id)."""
 
-_SIGNS = {"at_least": ">= ", "at_most": "<= "}
+_SIGNS = {"higher": ">= ", "lower": "<= "}
 
 
 def _fmt(value: Any, signed: bool = False) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan"
-    if isinstance(value, int | float):
-        return f"{value:+.4g}" if signed else f"{value:.4g}"
+    if value is None or isinstance(value, int | float):
+        return format_number(value, signed=signed, missing="-")
     return str(value)
 
 
@@ -59,6 +56,8 @@ def _entry_rows(entry: TestEntry) -> list[tuple[str, ...]]:
             )
         )
     for view in entry.records:
+        if mirrors_metrics(view, entry.metrics):
+            continue
         r = view.record
         bound, obtained = r.get("bound"), r.get("obtained")
         sign = _SIGNS.get(str(r.get("direction")), "")
@@ -118,7 +117,7 @@ def summary_lines(entries: Iterable[TestEntry]) -> list[str]:
     """The summary table as text lines (header first); empty when there is nothing to show.
 
     Example:
-        >>> from modelaudit.report.entries import TestEntry
+        >>> from modelaudit.report.entries import TestEntry, mirrors_metrics
         >>> summary_lines([TestEntry("t")])
         []
     """

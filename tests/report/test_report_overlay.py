@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from modelaudit.checks.record import AuditRecord, SampleViews
 from modelaudit.errors import InvalidInputError
-from modelaudit.records import AuditRecord, SampleViews
 from modelaudit.report.colormap import colormap_lut
 from modelaudit.report.overlay import (
     OUTLINE_COLORS,
@@ -179,13 +179,15 @@ def test_png_bytes_accepts_floats_and_channels_first():
         png_bytes(np.full((2, 2), 3.0))
 
 
-def _record(failing, n=3, size=8):
+def _record(failing, n=3, size=8, values=None):
     gen = torch.Generator().manual_seed(0)
     return AuditRecord(
         check="mass in/box",
+        assertion="assert_mass_in_box",
         passed=not failing,
-        values=[0.5] * n,
-        failing=failing,
+        values=tuple(values or [0.5] * n),
+        direction="higher",
+        failing=tuple(failing),
         samples=SampleViews(
             images=torch.rand(n, 3, size, size, generator=gen),
             maps=torch.rand(n, size, size, generator=gen),
@@ -194,8 +196,8 @@ def _record(failing, n=3, size=8):
     )
 
 
-def test_write_overlays_draws_failing_samples(tmp_path):
-    rec = _record([2, 0])
+def test_write_overlays_draws_failing_samples_worst_first(tmp_path):
+    rec = _record([0, 2], values=[0.3, 0.9, 0.1])
     paths = write_overlays(rec, tmp_path)
     assert [os.path.basename(p) for p in paths] == ["mass_in_box-2.png", "mass_in_box-0.png"]
     views = rec.samples
@@ -210,14 +212,12 @@ def test_write_overlays_draws_failing_samples(tmp_path):
 def test_write_overlays_without_failures_draws_every_sample(tmp_path):
     assert len(write_overlays(_record([]), tmp_path)) == 3
     assert write_overlays(_record([]), tmp_path / "x", samples=[1])[0].endswith("-1.png")
-    assert write_overlays(AuditRecord(check="c", passed=True, values=[1.0]), tmp_path) == []
+    assert write_overlays(AuditRecord("c", "assert_c", True, (1.0,)), tmp_path) == []
     with pytest.raises(InvalidInputError, match="sample index 5 is out of range for 3"):
         write_overlays(_record([]), tmp_path, samples=[5])
 
 
 def test_write_overlays_without_images_shows_the_map(tmp_path):
-    rec = AuditRecord(
-        check="c", passed=True, values=[1.0], samples=SampleViews(maps=torch.zeros(1, 4, 4))
-    )
+    rec = AuditRecord("c", "assert_c", True, (1.0,), samples=SampleViews(maps=torch.zeros(1, 4, 4)))
     (path,) = write_overlays(rec, tmp_path)
     assert (iio.imread(path) == colormap_lut("inferno")[0]).all()

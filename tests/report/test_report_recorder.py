@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from modelaudit.baseline import Baseline
+from modelaudit.checks.record import collect_records
 from modelaudit.errors import AuditFailure, BaselineError, InvalidInputError
 from modelaudit.report.overlay import overlay
 from modelaudit.report.recorder import AuditRecorder
@@ -20,15 +21,30 @@ def _baseline():
     return base
 
 
-def test_gates_on_the_baseline():
+def test_gates_on_the_baseline_through_the_one_verdict_path():
     props = []
     audit = AuditRecorder("t", baseline=_baseline(), on_property=lambda k, v: props.append((k, v)))
-    assert audit.metric("iou", 0.77).status == "ok"  # 0.8 - 0.04 allowed
-    assert audit.metric("drop", torch.tensor(0.15), direction="lower").status == "improved"
-    with pytest.raises(AuditFailure) as info:
-        audit.metric("iou2", 0.5)
-    assert "no baseline for metric 'iou2'" in str(info.value)
-    assert info.value.record is not None and info.value.record.check == "baseline"
+    with collect_records() as emitted:
+        ok = audit.metric("iou", 0.77)  # 0.8 - 0.04 allowed
+        assert audit.metric("drop", torch.tensor(0.15), direction="lower").passed  # improved
+        with pytest.raises(AuditFailure) as info:
+            audit.metric("iou2", 0.5)
+    assert (ok.check, ok.assertion, ok.items, ok.unit) == (
+        "baseline",
+        "assert_within_baseline",
+        ("iou",),
+        "metric",
+    )
+    assert ok.details["comparisons"][0]["status"] == "ok"
+    rec = info.value.record
+    assert (rec.passed, rec.items, rec.failing) == (False, ("iou2",), (0,))
+    assert str(
+        info.value
+    ) == rec.message and "iou2: no baseline entry (t::iou2 in gate.json)" in str(info.value)
+    assert str(info.value).endswith(
+        "Create the baseline: re-run pytest with --audit-update-baseline (and commit the file)"
+    )
+    assert emitted == [ok, emitted[1], rec]  # every verdict reaches the report, pass or fail
     assert [c.status for c in audit.comparisons] == ["ok", "improved", "missing"]
     assert props[:3] == [
         ("audit.iou", 0.77),
@@ -42,26 +58,29 @@ def test_regression_failure_has_the_numbers():
     with pytest.raises(AuditFailure) as info:
         audit.metric("iou", 0.7)
     text = str(info.value)
-    assert "regressed" in text and "obtained: 0.7" in text and "baseline: 0.8" in text
-    assert "delta:    -0.1" in text and "gate.json" in text
-    assert audit.metric("drop", 0.5, direction="lower", check=False).status == "regressed"
+    assert "iou: regressed: obtained 0.7, baseline 0.8 (t::iou in gate.json)" in text
+    assert "delta -0.1" in text
+    assert text.splitlines()[-1].startswith("If the change is intended, update the baseline:")
+    unchecked = audit.metric("drop", 0.5, direction="lower", check=False)
+    assert not unchecked.passed and audit.comparisons[-1].status == "regressed"
 
 
 def test_metrics_reports_every_failure_at_once():
     audit = AuditRecorder("t", baseline=_baseline())
-    with pytest.raises(AuditFailure, match="3 of 3 metrics failed") as info:
+    with pytest.raises(AuditFailure, match="3 of 3 metrics fail") as info:
         audit.metrics({"iou": 0.1, "x": 1.0, "drop": 0.2}, direction="higher")
     text = str(info.value)
-    assert "metric 'iou' regressed" in text and "no baseline for metric 'x'" in text
+    assert "iou: regressed" in text and "x: no baseline entry" in text
     assert "the baseline says lower is better, the test now says higher" in text
+    assert info.value.record.items == ("iou", "x", "drop")
     # drop is stored as lower-is-better: a flipped direction fails too
     assert [c.status for c in audit.comparisons] == ["regressed", "missing", "regressed"]
 
 
 def test_update_mode_marks_values_for_writing():
     audit = AuditRecorder("t", baseline=_baseline(), update=True, tolerance=0.2)
-    new = audit.metric("new", 0.3)
-    old = audit.metric("iou", 0.1)
+    assert audit.metric("new", 0.3).passed and audit.metric("iou", 0.1).passed
+    new, old = audit.comparisons
     assert (new.status, new.tolerance, new.baseline) == ("updated", 0.2, None)
     assert (old.status, old.tolerance, old.baseline) == ("updated", 0.05, 0.8)  # kept tolerance
     with pytest.raises(AuditFailure, match="not a finite number"):
@@ -70,7 +89,8 @@ def test_update_mode_marks_values_for_writing():
 
 def test_without_baseline_values_are_recorded_not_gated():
     audit = AuditRecorder("t")
-    assert audit.metric("anything", -3.0).status == "recorded"
+    assert audit.metric("anything", -3.0).passed
+    assert audit.comparisons[0].status == "recorded"
 
 
 def test_baseline_is_loaded_lazily_and_errors_surface():

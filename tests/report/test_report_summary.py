@@ -51,11 +51,11 @@ def test_record_rows_show_the_bound_with_its_direction():
     entry = TestEntry(
         "t",
         records=[
-            _record("mass_in_box", 0.1, 0.5, "at_least", passed=False),
-            _record("drop", 0.25, 0.5, "at_most"),
+            _record("mass_in_box", 0.1, 0.5, "higher", passed=False),
+            _record("drop", 0.25, 0.5, "lower"),
             _record("ssim", 0.9, 0.5, "about"),
             _record("pointing_game", 1, None),
-            _record("label", "cat", 0.5, "at_least"),
+            _record("label", "cat", 0.5, "higher"),
         ],
     )
     assert summary_rows([entry])[1:] == [
@@ -67,8 +67,32 @@ def test_record_rows_show_the_bound_with_its_direction():
     ]
 
 
+def test_a_gate_over_listed_metrics_is_not_repeated_but_other_checks_are():
+    regressed = _metric("mass", 0.5, 0.7, status="regressed")
+    gate = RecordView(
+        {
+            "check": "baseline",
+            "assertion": "assert_within_baseline",
+            "obtained": 0.5,
+            "bound": 0.7,
+            "direction": "higher",
+            "passed": False,
+            "details": {"comparisons": [regressed.to_dict()]},
+        }
+    )
+    shape = _record("feature_map_shape", None, None, None, passed=False)
+    entry = TestEntry("t", outcome="failed", metrics=[regressed], records=[gate, shape])
+    assert summary_rows([entry])[1:] == [
+        ("  mass", "0.5", "0.7", "-0.2", "FAIL (regressed)"),
+        ("  feature_map_shape", "-", "-", "-", "FAIL"),
+    ]
+    # a gate over metrics the entry does not list (called by hand) keeps its row
+    alone = TestEntry("t", outcome="failed", records=[gate])
+    assert summary_rows([alone])[1:] == [("  baseline", "0.5", ">= 0.7", "-0.2", "FAIL")]
+
+
 def test_only_audited_or_failing_tests_with_something_to_show_get_rows():
-    check = _record("iou", 0.9, 0.5, "at_least")
+    check = _record("iou", 0.9, 0.5, "higher")
     entries = [
         TestEntry("plain_pass", records=[check], audited=False),
         TestEntry("plain_fail", outcome="failed", records=[check], audited=False),
@@ -85,7 +109,7 @@ def test_lines_are_an_aligned_table_under_one_header():
         TestEntry("test_x.py::test_long_node_id_here", metrics=[_metric("iou", 0.75, 0.5)]),
         TestEntry(
             "t2",
-            records=[_record("mass_in_box_with_a_long_name", 0.1, 0.5, "at_least", passed=False)],
+            records=[_record("mass_in_box_with_a_long_name", 0.1, 0.5, "higher", passed=False)],
         ),
     ]
     # widths: the longest name (30), "value" (5), "baseline" (8), "delta" / "+0.25" (5)
