@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: audit test lint typecheck bench clean
+.PHONY: audit test test-fast lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,9 +19,17 @@ audit: $(STAMP)
 test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest -n 2 --doctest-modules modelaudit tests $(ARGS)
 
+# The inner loop: the same tests minus those marked slow (subprocess pytest runs, shrinking
+# searches), without lint and type check; narrow it with TESTS=tests/hooks or ARGS="-k name".
+# `make test` still runs everything.
+TESTS ?= modelaudit tests
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m "not slow" --doctest-modules $(TESTS) $(ARGS)
+
 lint: $(STAMP)
-	$(BIN)/ruff check modelaudit tests audits bench scripts
-	$(BIN)/ruff format --check modelaudit tests audits bench scripts
+	$(BIN)/ruff check modelaudit tests audits bench scripts conftest.py
+	$(BIN)/ruff format --check modelaudit tests audits bench scripts conftest.py
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -29,22 +29,19 @@ def test_deleting_hot_pixels_destroys_the_prediction(audit_model, shapes, cam_la
     images, labels = shapes.images[:N], shapes.labels[:N]
     maps = ma.gradcam(audit_model, images, target=labels, layer=cam_layer)
     chance = ma.deletion_auc(
-        audit_model, images, _random_maps(maps), target=labels, baseline="blur", steps=STEPS
+        audit_model, images, _random_maps(maps), target=labels, fill="blur", steps=STEPS
     )
     assert float(chance.mean()) - MARGIN >= MAX_DELETION, "the bound must beat chance"
 
+    # The maps carry their images and targets (the true labels).
     record = ma.assert_faithful(
         audit_model,
-        images,
         maps,
         metric="deletion",
-        baseline="blur",
+        fill="blur",
         at_most=MAX_DELETION,
         aggregate="mean",
-        target=labels,
         steps=STEPS,
-        method="gradcam",
-        layer=cam_layer,
     )
     audit.metric("deletion_auc", record.obtained, direction="lower", tolerance=0.1)
 
@@ -53,21 +50,18 @@ def test_inserting_hot_pixels_restores_the_prediction(audit_model, shapes, cam_l
     images, labels = shapes.images[:N], shapes.labels[:N]
     maps = ma.gradcam(audit_model, images, target=labels, layer=cam_layer)
     chance = ma.insertion_auc(
-        audit_model, images, _random_maps(maps), target=labels, baseline="blur", steps=STEPS
+        audit_model, images, _random_maps(maps), target=labels, fill="blur", steps=STEPS
     )
     assert float(chance.mean()) + MARGIN <= MIN_INSERTION, "the bound must beat chance"
 
+    # The maps carry their images and targets (the true labels).
     record = ma.assert_faithful(
         audit_model,
-        images,
         maps,
         metric="insertion",
-        baseline="blur",
+        fill="blur",
         at_least=MIN_INSERTION,
         aggregate="mean",
-        target=labels,
         steps=STEPS,
-        method="gradcam",
-        layer=cam_layer,
     )
     audit.metric("insertion_auc", record.obtained, tolerance=0.1)

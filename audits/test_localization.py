@@ -32,14 +32,12 @@ def test_attention_lies_inside_the_box(audit_model, shapes, cam_layer, method, a
     assert 3 * _chance(shapes) <= MASS_IN_BOX, "the bound must sit well above chance"
     maps = ma.explain(method, audit_model, shapes.images, target=shapes.labels, layer=cam_layer)
 
+    # The maps remember their images, method and layer: the report draws the overlays.
     ma.assert_mass_in_box(
         maps,
         shapes.boxes,
         at_least=MASS_IN_BOX,
         aggregate="mean",  # the mean must reach the bound; samples below it are listed
-        images=shapes.images,  # so the report can draw the overlays
-        method=method,
-        layer=cam_layer,
     )
     # Release gate: the mean must not fall below the shipped baseline (audits/baseline.json).
     audit.metric("mass_in_box", ma.mass_in_box(maps, shapes.boxes).mean())
@@ -50,15 +48,7 @@ def test_hottest_pixel_lies_inside_the_box(audit_model, shapes, cam_layer, audit
     maps = ma.gradcam(audit_model, shapes.images, target=shapes.labels, layer=cam_layer)
 
     # aggregate="mean": the hit rate over all images must reach the bound.
-    ma.assert_pointing_game(
-        maps,
-        shapes.boxes,
-        at_least=POINTING_GAME,
-        aggregate="mean",
-        images=shapes.images,
-        method="gradcam",
-        layer=cam_layer,
-    )
+    ma.assert_pointing_game(maps, shapes.boxes, at_least=POINTING_GAME, aggregate="mean")
     audit.metric("pointing_game", ma.pointing_game(maps, shapes.boxes).mean())
 
 
@@ -72,11 +62,4 @@ def test_no_attention_on_the_watermark(audit_model, shapes, cam_layer):
     maps = ma.gradcam(audit_model, shapes.images, target=shapes.labels, layer=cam_layer)
 
     # at_most=: "the model does not look here". Overlays outline the watermark's region.
-    ma.assert_mass_in_box(
-        maps,
-        corner,
-        at_most=MASS_ON_WATERMARK,
-        images=shapes.images,
-        method="gradcam",
-        layer=cam_layer,
-    )
+    ma.assert_mass_in_box(maps, corner, at_most=MASS_ON_WATERMARK)

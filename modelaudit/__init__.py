@@ -1,10 +1,10 @@
 """modelaudit: pytest for what a vision model looks at.
 
-The public API lives here; the implementation lives in subpackages, each with a curated
-``__all__``: :mod:`modelaudit.hooks` (capture), :mod:`modelaudit.explainers` (the CAM
-family), :mod:`modelaudit.measure` (metrics), :mod:`modelaudit.assertions` and
-:mod:`modelaudit.report`. Names are imported on first use, so ``import modelaudit`` (and the
-pytest plugin that ships with it) does not import torch until something is used.
+The public API is this module's ``__all__``: the names a user's audit needs. Everything
+else stays importable from its own module (``modelaudit.hooks``, ``modelaudit.explainers``,
+``modelaudit.measure``, ``modelaudit.checks``, ``modelaudit.report``...). Names are imported
+on first use, so ``import modelaudit`` (and the pytest plugin that ships with it) does not
+import torch until something is used.
 
 Example:
     >>> import modelaudit as ma
@@ -15,9 +15,9 @@ Example:
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import TYPE_CHECKING, Any
 
+from modelaudit._version import __version__
 from modelaudit.errors import (
     AuditFailure,
     BaselineError,
@@ -28,66 +28,206 @@ from modelaudit.errors import (
 )
 
 if TYPE_CHECKING:
-    from modelaudit.assertions import *  # noqa: F403
-    from modelaudit.explainers import *  # noqa: F403
-    from modelaudit.hooks import *  # noqa: F403
-    from modelaudit.measure import *  # noqa: F403
-    from modelaudit.records import AuditRecord, collect_records
-    from modelaudit.report import *  # noqa: F403
-    from modelaudit.settings import use_settings
+    from modelaudit.checks import (
+        AuditRecord,
+        assert_faithful,
+        assert_feature_map_shapes,
+        assert_gradcheck,
+        assert_hook_grads_match_autograd,
+        assert_hooks_preserve_gradients,
+        assert_iou,
+        assert_map_changes_when_randomized,
+        assert_mass_in_box,
+        assert_no_hooks_left,
+        assert_pointing_game,
+        assert_stable,
+        assert_within_baseline,
+        collect_records,
+        decide,
+    )
+    from modelaudit.explainers import (
+        Explanation,
+        ablationcam,
+        available_methods,
+        eigencam,
+        explain,
+        gradcam,
+        gradcam_pp,
+        layercam,
+        register_method,
+        scorecam,
+        swin_reshape,
+        vit_reshape,
+    )
+    from modelaudit.hooks import (
+        capture,
+        feature_map_grid,
+        feature_map_shapes,
+        hooks_by_module,
+        layer_names,
+        preserved_state,
+        tensor_grads,
+    )
+    from modelaudit.measure import (
+        chance_level,
+        deletion_auc,
+        insertion_auc,
+        iou,
+        mass_in_box,
+        noise_stability,
+        pointing_game,
+        randomization_similarity,
+        rank_accuracy,
+    )
+    from modelaudit.report import AuditRecorder, overlay
 
-__version__ = "0.1.0"
-
-# Subpackages whose whole ``__all__`` is public here, and single names from other modules.
-_PUBLIC_PACKAGES = (
-    "modelaudit.hooks",
-    "modelaudit.explainers",
-    "modelaudit.measure",
-    "modelaudit.assertions",
-    "modelaudit.report",
-)
-_PUBLIC_NAMES = {
-    "AuditRecord": "modelaudit.records",
-    "collect_records": "modelaudit.records",
-    "use_settings": "modelaudit.settings",
-}
-_EAGER = [
+__all__ = [
     "AuditFailure",
+    "AuditRecord",
+    "AuditRecorder",
     "BaselineError",
+    "Explanation",
     "HookError",
     "InvalidInputError",
     "LayerNotFoundError",
     "ModelAuditError",
+    "ablationcam",
+    "assert_faithful",
+    "assert_feature_map_shapes",
+    "assert_gradcheck",
+    "assert_hook_grads_match_autograd",
+    "assert_hooks_preserve_gradients",
+    "assert_iou",
+    "assert_map_changes_when_randomized",
+    "assert_mass_in_box",
+    "assert_no_hooks_left",
+    "assert_pointing_game",
+    "assert_stable",
+    "assert_within_baseline",
+    "available_methods",
+    "capture",
+    "chance_level",
+    "collect_records",
+    "decide",
+    "deletion_auc",
+    "eigencam",
+    "explain",
+    "feature_map_grid",
+    "feature_map_shapes",
+    "gradcam",
+    "gradcam_pp",
+    "hooks_by_module",
+    "insertion_auc",
+    "iou",
+    "layer_names",
+    "layercam",
+    "mass_in_box",
+    "noise_stability",
+    "overlay",
+    "pointing_game",
+    "preserved_state",
+    "randomization_similarity",
+    "rank_accuracy",
+    "register_method",
+    "scorecam",
+    "swin_reshape",
+    "tensor_grads",
+    "vit_reshape",
 ]
 
-
-def _load_public_api() -> list[str]:
-    """Import every public name into this module once; return the full ``__all__``."""
-    names = list(_EAGER)
-    for package in _PUBLIC_PACKAGES:
-        module = importlib.import_module(package)
-        for name in module.__all__:
-            globals()[name] = getattr(module, name)
-            names.append(name)
-    for name, module_name in _PUBLIC_NAMES.items():
-        globals()[name] = getattr(importlib.import_module(module_name), name)
-        names.append(name)
-    globals()["__all__"] = names
-    return names
+# Where each lazily imported public name lives (the errors above are imported eagerly).
+_HOME = {
+    **dict.fromkeys(
+        [
+            "capture",
+            "feature_map_grid",
+            "feature_map_shapes",
+            "hooks_by_module",
+            "layer_names",
+            "preserved_state",
+            "tensor_grads",
+        ],
+        "modelaudit.hooks",
+    ),
+    **dict.fromkeys(
+        [
+            "Explanation",
+            "ablationcam",
+            "available_methods",
+            "eigencam",
+            "explain",
+            "gradcam",
+            "gradcam_pp",
+            "layercam",
+            "register_method",
+            "scorecam",
+            "swin_reshape",
+            "vit_reshape",
+        ],
+        "modelaudit.explainers",
+    ),
+    **dict.fromkeys(
+        [
+            "chance_level",
+            "deletion_auc",
+            "insertion_auc",
+            "iou",
+            "mass_in_box",
+            "noise_stability",
+            "pointing_game",
+            "randomization_similarity",
+            "rank_accuracy",
+        ],
+        "modelaudit.measure",
+    ),
+    **dict.fromkeys(
+        [
+            "AuditRecord",
+            "assert_faithful",
+            "assert_feature_map_shapes",
+            "assert_gradcheck",
+            "assert_hook_grads_match_autograd",
+            "assert_hooks_preserve_gradients",
+            "assert_iou",
+            "assert_map_changes_when_randomized",
+            "assert_mass_in_box",
+            "assert_no_hooks_left",
+            "assert_pointing_game",
+            "assert_stable",
+            "assert_within_baseline",
+            "collect_records",
+            "decide",
+        ],
+        "modelaudit.checks",
+    ),
+    **dict.fromkeys(["AuditRecorder", "overlay"], "modelaudit.report"),
+}
+_SUBMODULES = frozenset(
+    {
+        "baseline",
+        "checks",
+        "cli",
+        "explainers",
+        "hooks",
+        "loading",
+        "measure",
+        "report",
+        "strategies",
+        "targets",
+        "zoo",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:
-    if name.startswith("__") and name != "__all__":
-        raise AttributeError(name)
-    if importlib.util.find_spec(f"{__name__}.{name}") is not None:  # a submodule: zoo, ...
+    if name in _HOME:
+        value = getattr(importlib.import_module(_HOME[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
-    names = _load_public_api()
-    if name == "__all__":
-        return names
-    if name in globals():
-        return globals()[name]
     raise AttributeError(f"module 'modelaudit' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_load_public_api()))
+    return sorted(set(globals()) | set(__all__) | _SUBMODULES)

@@ -31,7 +31,10 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
+
+from modelaudit._format import format_shape
+from modelaudit._version import __version__
 
 if TYPE_CHECKING:
     import numpy as np
@@ -115,13 +118,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="pytest for what a vision model looks at: inspect layers, explain an "
         "image, start an audit suite.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     common = _Parser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    _add_layers_command(sub, common)
+    _add_explain_command(sub, common)
+    _add_init_command(sub, common)
+    return parser
 
+
+_Commands: TypeAlias = "argparse._SubParsersAction[_Parser]"
+
+
+def _add_layers_command(sub: _Commands, common: _Parser) -> None:
+    """``modelaudit layers MODEL``: the options of the layer table."""
     layers = sub.add_parser(
         "layers",
         parents=[common],
@@ -139,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--depth", type=_size, help="show layers nested at most this deep (default: all)"
     )
 
+
+def _add_explain_command(sub: _Commands, common: _Parser) -> None:
+    """``modelaudit explain MODEL IMAGE``: what to explain and how to draw it."""
     explain = sub.add_parser(
         "explain",
         parents=[common],
@@ -172,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--mean", nargs=3, type=float, metavar="M", help="normalisation mean")
     explain.add_argument("--std", nargs=3, type=float, metavar="S", help="normalisation std")
+    _overlay_args(explain)
+
+
+def _overlay_args(explain: argparse.ArgumentParser) -> None:
+    """How ``explain`` draws the overlay: opacity, colour map, enlargement."""
     explain.add_argument("--alpha", type=float, default=0.5, help="heat-map opacity (0.5)")
     explain.add_argument(
         "--colormap", choices=("inferno", "viridis"), default="inferno", help="(inferno)"
@@ -180,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--scale", type=_size, default=1, help="enlarge the PNG N times, pixels as blocks (1)"
     )
 
+
+def _add_init_command(sub: _Commands, common: _Parser) -> None:
+    """``modelaudit init FACTORY``: where to write the starter suite and what to probe."""
     init = sub.add_parser(
         "init",
         parents=[common],
@@ -196,16 +220,6 @@ def build_parser() -> argparse.ArgumentParser:
     _size_args(init, "input size of the audits")
     init.add_argument("-l", "--layer", help="layer to explain (default: automatic)")
     init.add_argument("--force", action="store_true", help="overwrite existing files")
-    return parser
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("modelaudit")
-    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-        return "unknown"
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -265,18 +279,6 @@ class LayerRow:
     depth: int
 
 
-def _fmt_shape(value: Any) -> str:
-    import torch
-
-    if isinstance(value, torch.Size):
-        return "(" + ", ".join(str(s) for s in value) + ")"
-    if isinstance(value, tuple | list):
-        return "[" + ", ".join(_fmt_shape(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_fmt_shape(v)}" for k, v in value.items()) + "}"
-    return type(value).__name__
-
-
 def layer_rows(model: nn.Module, input_shape: Sequence[int]) -> list[LayerRow]:
     """Every named module with its output shape for zeros of ``input_shape``, in model order.
 
@@ -309,7 +311,7 @@ def layer_rows(model: nn.Module, input_shape: Sequence[int]) -> list[LayerRow]:
         LayerRow(
             name=n,
             type=type(modules[n]).__name__,
-            shape=_fmt_shape(cap.outputs[n]) if n in cap.outputs else "-",
+            shape=format_shape(cap.outputs[n]) if n in cap.outputs else "-",
             params=sum(p.numel() for p in modules[n].parameters()),
             calls=cap.calls.get(n, 0),
             depth=n.count(".") + 1,
@@ -595,8 +597,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``modelaudit`` command; return the exit status (0 ok, 1 error, 2 usage).
 
     Example:
-        >>> main(["--version"])
-        modelaudit 0.1.0
+        >>> main(["--version"])  # doctest: +ELLIPSIS
+        modelaudit ...
         0
     """
     parser = build_parser()

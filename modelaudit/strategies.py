@@ -202,6 +202,60 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
+def _value_range(
+    dtype: torch.dtype, min_value: float | None, max_value: float | None
+) -> tuple[float, float]:
+    """The checked ``(min_value, max_value)`` of :func:`images`, defaults filled in by dtype.
+
+    Example:
+        >>> _value_range(torch.uint8, None, None), _value_range(torch.float32, -1.0, None)
+        ((0.0, 255.0), (-1.0, 1.0))
+    """
+    if dtype not in _FLOAT_DTYPES + _INT_DTYPES:
+        raise InvalidArgument(
+            f"dtype={dtype!r} is not supported; use a floating dtype or an integer one such as "
+            "torch.uint8"
+        )
+    is_int = dtype in _INT_DTYPES
+    lo = 0.0 if min_value is None else min_value
+    hi = (
+        (255.0 if dtype == torch.uint8 else 100.0 if is_int else 1.0)
+        if max_value is None
+        else max_value
+    )
+    for name, bound in (("min_value", lo), ("max_value", hi)):
+        if (
+            isinstance(bound, bool)
+            or not isinstance(bound, int | float)
+            or not math.isfinite(bound)
+        ):
+            raise InvalidArgument(f"{name}={bound!r} must be a finite number")
+    _check_order("min_value", lo, "max_value", hi)
+    if is_int:
+        info = torch.iinfo(dtype)
+        if lo < info.min or hi > info.max:
+            raise InvalidArgument(
+                f"min_value={lo!r}, max_value={hi!r} do not fit in {dtype} "
+                f"(range {info.min}..{info.max})"
+            )
+        if math.ceil(lo) > math.floor(hi):
+            raise InvalidArgument(f"no integer lies between min_value={lo!r} and max_value={hi!r}")
+    return lo, hi
+
+
+def _scale(unit: torch.Tensor, lo: float, hi: float, dtype: torch.dtype) -> torch.Tensor:
+    """Map values in [0, 1] onto ``[lo, hi]`` in ``dtype`` (integers: equal-width bins).
+
+    Example:
+        >>> _scale(torch.tensor([0.0, 0.49, 0.5, 1.0]), 0, 1, torch.uint8).tolist()
+        [0, 0, 1, 1]
+    """
+    if dtype in _INT_DTYPES:
+        a, b = math.ceil(lo), math.floor(hi)
+        return (a + torch.floor(unit * (b - a + 1)).clamp(max=b - a)).to(dtype)
+    return (lo + unit * (hi - lo)).to(dtype).clamp(lo, hi)
+
+
 def images(
     *,
     batch: IntArg = _DEFAULT_BATCH,
@@ -240,35 +294,7 @@ def images(
     """
     for name, v in (("batch", batch), ("channels", channels), ("height", height), ("width", width)):
         _check_int(name, v, least=1, allow_none=True)
-    if dtype not in _FLOAT_DTYPES + _INT_DTYPES:
-        raise InvalidArgument(
-            f"dtype={dtype!r} is not supported; use a floating dtype or an integer one such as "
-            "torch.uint8"
-        )
-    is_int = dtype in _INT_DTYPES
-    lo = 0.0 if min_value is None else min_value
-    hi = (
-        (255.0 if dtype == torch.uint8 else 100.0 if is_int else 1.0)
-        if max_value is None
-        else max_value
-    )
-    for name, bound in (("min_value", lo), ("max_value", hi)):
-        if (
-            isinstance(bound, bool)
-            or not isinstance(bound, int | float)
-            or not math.isfinite(bound)
-        ):
-            raise InvalidArgument(f"{name}={bound!r} must be a finite number")
-    _check_order("min_value", lo, "max_value", hi)
-    if is_int:
-        info = torch.iinfo(dtype)
-        if lo < info.min or hi > info.max:
-            raise InvalidArgument(
-                f"min_value={lo!r}, max_value={hi!r} do not fit in {dtype} "
-                f"(range {info.min}..{info.max})"
-            )
-        if math.ceil(lo) > math.floor(hi):
-            raise InvalidArgument(f"no integer lies between min_value={lo!r} and max_value={hi!r}")
+    lo, hi = _value_range(dtype, min_value, max_value)
     h_arg = _default_side() if height is None else height
     w_arg = _default_side() if width is None else width
 
@@ -280,11 +306,7 @@ def images(
         w = _draw(draw, "width", w_arg)
         style = draw(st.sampled_from(("constant", "uniform", "smooth")))
         gen = torch.Generator().manual_seed(draw(seeds()))
-        unit = _content(style, gen, (n, c, h, w))
-        if is_int:
-            a, b = math.ceil(lo), math.floor(hi)
-            return (a + torch.floor(unit * (b - a + 1)).clamp(max=b - a)).to(dtype)
-        return (lo + unit * (hi - lo)).to(dtype).clamp(lo, hi)
+        return _scale(_content(style, gen, (n, c, h, w)), lo, hi, dtype)
 
     return build()
 

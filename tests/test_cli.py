@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import itertools
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from torch import nn
 # be loaded once, before them, as it registers torch operators that cannot be registered twice.
 import modelaudit.strategies
 import modelaudit.zoo  # noqa: F401
+from modelaudit._version import __version__
 from modelaudit.cli import build_parser, layer_rows, main
 from modelaudit.report.overlay import overlay
 
@@ -248,6 +252,26 @@ def test_usage_errors_exit_2_with_one_line(capsys):
 def test_parser_lists_the_three_commands():
     text = build_parser().format_help()
     assert all(command in text for command in ("layers", "explain", "init"))
+
+
+def test_version_has_one_source(capsys):
+    # pyproject.toml reads modelaudit/_version.py; the installed metadata must agree with it
+    assert importlib.metadata.version("modelaudit") == __version__
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"modelaudit {__version__}\n"
+
+
+def test_python_dash_m_modelaudit_is_the_command(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")  # argparse wraps help text to the terminal width
+    script = Path(sys.executable).with_name("modelaudit")  # the console script, same venv
+    commands = [[sys.executable, "-m", "modelaudit"]] + ([[str(script)]] if script.exists() else [])
+    for argv, status in ((["--version"], 0), (["layers", "--help"], 0), ([], 2)):
+        assert main(argv) == status
+        expected = capsys.readouterr()
+        for command in commands:
+            run = subprocess.run([*command, *argv], capture_output=True, text=True, timeout=60)
+            assert (run.returncode, run.stdout, run.stderr) == (status, *expected), command
+    assert expected.err.startswith("modelaudit: error: ")  # no command: a usage error
 
 
 # --------------------------------------------------------------------------- init

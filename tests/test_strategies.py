@@ -12,7 +12,8 @@ from hypothesis.errors import InvalidArgument
 
 from modelaudit import strategies as mst
 
-FAST = settings(max_examples=25, deadline=None)
+# Examples per test come from the Hypothesis profile (conftest.py): dev 25, ci 100.
+PROFILE = settings(deadline=None)
 
 
 def invalid(message: str) -> pytest.RaisesContext[InvalidArgument]:
@@ -22,7 +23,7 @@ def invalid(message: str) -> pytest.RaisesContext[InvalidArgument]:
 # ---------------------------------------------------------------- what is drawn
 
 
-@FAST
+@PROFILE
 @given(mst.images(channels=st.integers(1, 4), height=mst.sizes(3, 20), width=7))
 def test_images_default_float_range_and_shape(x: torch.Tensor) -> None:
     assert x.dim() == 4 and 1 <= x.shape[0] <= 4 and 1 <= x.shape[1] <= 4
@@ -30,13 +31,13 @@ def test_images_default_float_range_and_shape(x: torch.Tensor) -> None:
     assert x.dtype == torch.float32 and x.min() >= 0 and x.max() <= 1
 
 
-@FAST
+@PROFILE
 @given(mst.images(batch=2, height=5, width=5, dtype=torch.uint8))
 def test_uint8_images_span_0_to_255(x: torch.Tensor) -> None:
     assert x.dtype == torch.uint8 and x.shape == (2, 3, 5, 5)
 
 
-@FAST
+@PROFILE
 @given(mst.images(batch=1, height=6, width=6, dtype=torch.float64, min_value=-2.5, max_value=-1.0))
 def test_images_respect_custom_bounds(x: torch.Tensor) -> None:
     assert x.dtype == torch.float64 and x.min() >= -2.5 and x.max() <= -1.0
@@ -58,7 +59,7 @@ def test_images_reach_all_styles_and_integer_extremes() -> None:
     assert lo.min() == -3 and lo.max() <= 3
 
 
-@FAST
+@PROFILE
 @given(st.data())
 def test_boxes_lie_inside_the_image_with_sides_in_range(data: st.DataObject) -> None:
     h, w = data.draw(mst.sizes(4, 30)), data.draw(mst.sizes(4, 30))
@@ -71,7 +72,7 @@ def test_boxes_lie_inside_the_image_with_sides_in_range(data: st.DataObject) -> 
     assert ((bw >= lo) & (bw <= hi) & (bh >= lo) & (bh <= hi)).all()
 
 
-@FAST
+@PROFILE
 @given(mst.masks(height=mst.sizes(2, 12), width=mst.sizes(2, 12)))
 def test_masks_are_bool_and_never_empty_by_default(m: torch.Tensor) -> None:
     assert m.dtype == torch.bool and m.dim() == 3 and m.flatten(1).any(1).all()
@@ -84,19 +85,20 @@ def test_masks_may_be_empty_when_allowed() -> None:
     assert full.all()
 
 
-@FAST
+@PROFILE
 @given(mst.heatmaps(height=mst.sizes(2, 9), width=mst.sizes(2, 9)))
 def test_heatmaps_are_finite_and_non_negative(m: torch.Tensor) -> None:
     assert m.dtype == torch.float32 and torch.isfinite(m).all() and (m >= 0).all()
 
 
+@pytest.mark.slow  # find() shrinks: seconds without the example database (CI)
 def test_heatmaps_include_the_zero_map_unless_disallowed() -> None:
     assert find(mst.heatmaps(), lambda m: True).abs().sum() == 0
     no_zero = find(mst.heatmaps(allow_zero=False, batch=1), lambda m: True)
     assert no_zero.max() > 0
 
 
-@FAST
+@PROFILE
 @given(mst.images_with_boxes(channels=st.integers(1, 3), min_size=3))
 def test_scenes_have_exact_ground_truth(scene: mst.Scene) -> None:
     images, boxes, masks = scene
@@ -130,13 +132,13 @@ def test_ellipses_leave_the_box_corners_out(scene: mst.Scene) -> None:
         assert m.sum() < (x2 - x1) * (y2 - y1) and not m[y1, x1] and not m[y2 - 1, x2 - 1]
 
 
-@FAST
+@PROFILE
 @given(mst.targets(classes=st.integers(1, 5), batch=st.integers(1, 6)))
 def test_targets_are_class_indices(t: torch.Tensor) -> None:
     assert t.dtype == torch.long and t.dim() == 1 and (t >= 0).all() and (t < 5).all()
 
 
-@FAST
+@PROFILE
 @given(mst.batches(classes=3, height=16, width=st.integers(16, 20)))
 def test_batches_share_one_batch_size(b: mst.Batch) -> None:
     n = b.images.shape[0]
@@ -147,6 +149,7 @@ def test_batches_share_one_batch_size(b: mst.Batch) -> None:
 # ---------------------------------------------------------------- shrinking and replay
 
 
+@pytest.mark.slow  # find() shrinks: seconds without the example database (CI)
 def test_examples_shrink_to_fewer_samples_and_smaller_images() -> None:
     assert find(mst.images(), lambda x: True).shape == (1, 3, 8, 8)
     two = find(mst.images(), lambda x: x.shape[0] >= 2)

@@ -100,6 +100,7 @@ def test_finish_maps_relu_bilinear_minmax() -> None:
     assert _common.finish_maps(torch.rand(2, 3, 4, 4), (8, 8)).shape == (2, 3, 8, 8)
 
 
+@pytest.mark.slow
 def test_timed_rounds_interleaves_and_keeps_the_first_results() -> None:
     calls: list[str] = []
 

@@ -133,6 +133,7 @@ def test_clean_model_is_accurate_on_fresh_data_whatever_the_watermark(
         assert _accuracy(clean, fresh[mode]) >= 0.95, mode
 
 
+@pytest.mark.slow
 def test_shortcut_model_collapses_when_the_watermark_lies_or_is_gone(
     shortcut: nn.Module, fresh: dict[str, object]
 ) -> None:
