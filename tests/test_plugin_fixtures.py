@@ -241,6 +241,7 @@ def test_a_bad_device_is_a_setup_error_naming_the_option(pytester):
     result.stdout.fnmatch_lines(["*--audit-device / audit_device: 'gpu0' is not a torch device*"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("user_setting", [None, "2"])
 def test_xdist_workers_share_the_cores(pytester, monkeypatch, user_setting):
     pytester.makeconftest("import torch  # imported before the plugin configures the worker")

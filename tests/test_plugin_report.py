@@ -171,6 +171,7 @@ def test_{name}_b(audit):
 """
 
 
+@pytest.mark.slow
 def test_xdist_workers_report_to_one_writer(pytester):
     pytester.makepyfile(
         test_one=XDIST_TEST.format(name="one", score=0.25),
