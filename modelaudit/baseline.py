@@ -28,6 +28,10 @@ in the bad direction); ``metadata`` is optional and free-form. Anything else (ba
 unknown keys, a missing field, a non-finite value, an unknown version) raises
 :class:`~modelaudit.errors.BaselineError`: a broken file is never a silent pass. Files are
 written atomically (a temporary file in the same directory, then ``os.replace``).
+:func:`update_baseline_file` (what ``--audit-update-baseline`` runs) holds a file lock,
+``<name>.lock`` next to the baseline, while it re-reads the file, merges the new entries
+and writes it back, so concurrent updaters (one pytest run per test file) all keep their
+metrics.
 
 Example:
     >>> from modelaudit.baseline import Baseline
@@ -51,24 +55,31 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
+import filelock
+
 from modelaudit._atomic import atomic_write_text
 from modelaudit._format import format_number, format_percent
 from modelaudit.errors import BaselineError, InvalidInputError
 
 __all__ = [
     "BASELINE_VERSION",
+    "LOCK_TIMEOUT",
     "Baseline",
     "BaselineEntry",
     "Comparison",
     "Direction",
     "Status",
     "compare_to_entry",
+    "lock_path",
     "normalize_direction",
+    "update_baseline_file",
     "validate_tolerance",
 ]
 
 BASELINE_VERSION = 1
 """Schema version written into (and required from) baseline files."""
+LOCK_TIMEOUT = 60.0
+"""Seconds :func:`update_baseline_file` waits for another updater to release the lock."""
 
 Direction = Literal["higher", "lower"]
 Status = Literal["ok", "improved", "regressed", "missing", "invalid", "updated", "recorded"]
@@ -452,6 +463,66 @@ class Baseline:
                 self.set(c.key, c.value, direction=c.direction, tolerance=c.tolerance)
                 stored += 1
         return stored
+
+
+def lock_path(path: str | os.PathLike[str]) -> Path:
+    """The lock file that guards updates of the baseline ``path``: ``<name>.lock`` beside it.
+
+    Example:
+        >>> lock_path("gates/baseline.json").as_posix()
+        'gates/baseline.json.lock'
+    """
+    file = Path(path)
+    return file.with_name(f"{file.name}.lock")
+
+
+def update_baseline_file(
+    path: str | os.PathLike[str],
+    comparisons: list[Comparison],
+    *,
+    timeout: float = LOCK_TIMEOUT,
+) -> int:
+    """Merge the finite values of ``comparisons`` into the baseline file ``path``.
+
+    Under an exclusive lock on :func:`lock_path` the file is re-read, the entries are
+    stored (replacing entries with the same ids, keeping all others) and the file is
+    written atomically, so concurrent updaters never lose each other's entries. The lock
+    is released when this process ends, even when it is killed.
+
+    Returns:
+        How many entries were stored.
+
+    Raises:
+        BaselineError: the lock was not free within ``timeout`` seconds, the lock file
+            cannot be created, or the existing file is invalid.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> target = pathlib.Path(tempfile.mkdtemp()) / "baseline.json"
+        >>> c = compare_to_entry("t::m", 0.5, None)
+        >>> update_baseline_file(target, [c]), Baseline.load(target)["t::m"].value
+        (1, 0.5)
+    """
+    file = Path(path)
+    lock = lock_path(file)
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        with filelock.FileLock(lock, timeout=timeout):
+            baseline = Baseline.load(file)
+            stored = baseline.apply(comparisons)
+            baseline.save(file)
+    except filelock.Timeout as exc:
+        raise BaselineError(
+            f"cannot update baseline file {file}: its lock {lock} is still held by another "
+            f"process after {timeout:g} s (another `pytest --audit-update-baseline` run?). "
+            "Let that run finish, or stop it, then re-run the update"
+        ) from exc
+    except (OSError, NotImplementedError) as exc:
+        raise BaselineError(
+            f"cannot lock baseline file {file} for the update (lock file {lock}): {exc}. "
+            "The baseline's directory must be writable and support file locks"
+        ) from exc
+    return stored
 
 
 def _reject_constant(token: str) -> float:

@@ -45,6 +45,18 @@ __all__ = ["LayerRow", "build_parser", "layer_rows", "main"]
 
 PROG = "modelaudit"
 
+MAX_SIDE = 4096
+"""Largest input side, in pixels, the commands feed a model (``--size`` or an image's own
+size): one 4096 x 4096 RGB float32 input is 192 MiB, and a model's activations many times
+that. Larger sizes are refused with a message instead of an out-of-memory crash."""
+
+MAX_INPUT_BYTES = 1 << 30
+"""Largest probe input (batch x channels x H x W float32 values), 1 GiB."""
+
+MAX_PNG_SIDE = 16384
+"""Largest side of the PNG ``explain --scale`` writes (a 16384 x 16384 RGB PNG is 768 MiB
+in memory)."""
+
 
 class CLIError(Exception):
     """A problem to report as one line (bad file, bad option value...)."""
@@ -100,8 +112,9 @@ def _size_args(p: argparse.ArgumentParser, what: str) -> None:
         nargs="+",
         type=_size,
         metavar="PX",
-        help=f"{what}: H [W] in pixels (default: the zoo model's input size, else 64 for "
-        "zoo models and 224 for others)",
+        help=f"{what}: H [W] in pixels, at most {MAX_SIDE} (default: the zoo model's input "
+        "size, else 64 for zoo models and 224 for others; a zoo model's smallest input is "
+        "checked)",
     )
     p.add_argument("--channels", type=_size, default=3, help="input channels (default: 3)")
 
@@ -238,15 +251,85 @@ def _load(spec: str, arch: str | None, device: str | torch.device, say: _Progres
     return load_model_spec(spec, device=device, arch=arch)
 
 
-def _hw(size: list[int] | None, info: dict[str, Any] | None) -> tuple[int, int]:
+def _hw(
+    size: list[int] | None, info: dict[str, Any] | None, spec: str | None = None
+) -> tuple[int, int]:
+    """(H, W) from ``--size`` (checked), else the zoo model's input size, else a default."""
     if size is not None:
         if len(size) > 2:
             raise CLIError(f"--size takes H or H W, got {len(size)} numbers")
-        return (size[0], size[-1])
+        hw = (size[0], size[-1])
+        _check_sides(hw, info, spec, "--size " + " ".join(str(v) for v in size))
+        return hw
     if info is not None and info.get("input_size"):
         h, w = info["input_size"]
         return int(h), int(w)
     return (64, 64) if info is not None else (224, 224)
+
+
+def _check_sides(
+    hw: tuple[int, int], info: dict[str, Any] | None, spec: str | None, what: str
+) -> None:
+    """Refuse a side above :data:`MAX_SIDE`, or below a zoo model's ``min_input_size``."""
+    h, w = hw
+    if max(h, w) > MAX_SIDE:
+        size = 3 * h * w * 4
+        cost = (
+            f" (one {h} x {w} RGB input alone takes {_amount(size)}, the model's activations "
+            "many times that)"
+            if size >= 2**30
+            else ""
+        )
+        raise CLIError(
+            f"{what} is too large: the limit is {MAX_SIDE} px per side{cost}; "
+            f"pass --size {min(h, MAX_SIDE)} {min(w, MAX_SIDE)} or smaller"
+        )
+    smallest = int(info.get("min_input_size") or 0) if info else 0
+    if min(h, w) < smallest:
+        trained = info.get("input_size") if info else None
+        usual = f" (it was trained on {trained[0]} x {trained[1]})" if trained else ""
+        raise CLIError(
+            f"{what} is too small for {spec}: its smallest input is {smallest} x {smallest} "
+            f"px{usual}; pass --size {max(h, smallest)} {max(w, smallest)} or larger"
+        )
+
+
+def _amount(size: int) -> str:
+    """Bytes in MiB or GiB, e.g. ``"192 MiB"``, ``"111.8 GiB"``."""
+    if size < 2**30:
+        return f"{size / 2**20:,.0f} MiB"
+    return f"{size / 2**30:,.1f} GiB".replace(".0 GiB", " GiB")
+
+
+def _check_input_bytes(shape: Sequence[int]) -> None:
+    """Refuse a probe input above :data:`MAX_INPUT_BYTES` (float32)."""
+    count = 1
+    for side in shape:
+        count *= int(side)
+    if count * 4 > MAX_INPUT_BYTES:
+        raise CLIError(
+            f"an input of shape {tuple(shape)} takes {_amount(count * 4)} as float32, above "
+            f"the {_amount(MAX_INPUT_BYTES)} limit; pass a smaller --size, "
+            "--batch or --channels"
+        )
+
+
+def _probe_failed(what: str, shape: Sequence[int], exc: BaseException, hint: str) -> CLIError:
+    """The one-line error for a forward pass that failed on ``shape``, with what to try."""
+    return CLIError(f"the model fails on {what} of shape {tuple(shape)} ({_one_line(exc)}); {hint}")
+
+
+def _size_hint(hw: tuple[int, int], info: dict[str, Any] | None) -> str:
+    """What ``--size`` to try after a failed forward pass at ``hw``."""
+    if info is not None and info.get("input_size"):
+        h, w = info["input_size"]
+        return f"pass --size {h} {w}, its input size"
+    if max(hw) < 224:
+        return (
+            f"{hw[0]} x {hw[1]} px may be too small for its downsampling: pass a larger "
+            "--size, e.g. --size 224 (and --channels if it takes other than 3)"
+        )
+    return "pass --size H W (and --channels) with an input size the model accepts"
 
 
 def _zeros(model: nn.Module, shape: Sequence[int]) -> torch.Tensor:
@@ -342,12 +425,20 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]
 
 
 def _cmd_layers(args: argparse.Namespace, say: _Progress) -> int:
+    from modelaudit.errors import ModelAuditError
+
     info = _zoo_info(args.model)
-    model = _load(args.model, args.arch, args.device, say)
-    h, w = _hw(args.size, info)
+    h, w = _hw(args.size, info, args.model)  # checked before the model loads
     shape = (args.batch, args.channels, h, w)
+    _check_input_bytes(shape)
+    model = _load(args.model, args.arch, args.device, say)
     say(f"running one forward pass on zeros of shape {shape} ...")
-    rows = layer_rows(model, shape)
+    try:
+        rows = layer_rows(model, shape)
+    except (CLIError, ModelAuditError):
+        raise
+    except Exception as exc:
+        raise _probe_failed("zeros", shape, exc, _size_hint((h, w), info)) from exc
     default = _default_layer(model, shape)
     documented = info.get("gradcam_layer") if info else None
     shown = [r for r in rows if args.depth is None or r.depth <= args.depth]
@@ -419,6 +510,33 @@ def _read_image(path: Path, channels: int, size: tuple[int, int] | None) -> np.n
     return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)
 
 
+def _check_output(out: Path) -> None:
+    """Refuse an ``--output`` that cannot be written, naming the path at fault.
+
+    ``out`` must not be a folder, and its nearest existing ancestor must be a folder we may
+    write in (the folders below it are created when the PNG is saved).
+    """
+    if out.is_dir():
+        raise CLIError(
+            f"--output {out} is a folder; give a file name, e.g. -o {out / 'overlay.png'}"
+        )
+    for parent in out.parents:
+        if not parent.exists():
+            continue
+        if not parent.is_dir():
+            blocked = "" if parent == out.parent else f", so folder {out.parent} cannot be created"
+            raise CLIError(
+                f"cannot write --output {out}: {parent} is a file, not a folder{blocked}; "
+                f"choose an output path outside {parent}"
+            )
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise CLIError(
+                f"cannot write --output {out}: no permission to create files in {parent}; "
+                "choose another output folder"
+            )
+        return
+
+
 def _target(text: str | None, info: dict[str, Any] | None, classes: int) -> int | None:
     if text is None:
         return None
@@ -455,9 +573,21 @@ def _cmd_explain(args: argparse.Namespace, say: _Progress) -> int:
     out = Path(args.output or f"{image_path.stem}-{args.method.replace('+', 'p')}.png")
     if out.resolve() == image_path.resolve():
         raise CLIError(f"--output {out} would overwrite the input image; choose another file")
+    _check_output(out)
     info = _zoo_info(args.model)
     fixed = args.size is not None or bool(info and info.get("input_size"))
-    image = _read_image(image_path, args.channels, _hw(args.size, info) if fixed else None)
+    size = _hw(args.size, info, args.model) if fixed else None
+    image = _read_image(image_path, args.channels, size)
+    h, w = image.shape[1:]
+    if size is None:  # the image's own size goes to the model
+        _check_sides((h, w), info, args.model, f"image {image_path} ({h} x {w} px)")
+    _check_input_bytes(image.shape)
+    if max(h, w) * args.scale > MAX_PNG_SIDE:
+        raise CLIError(
+            f"--scale {args.scale} would make a {h * args.scale} x {w * args.scale} PNG, above "
+            f"the limit of {MAX_PNG_SIDE} px per side; pass --scale "
+            f"{max(1, MAX_PNG_SIDE // max(h, w))} or less"
+        )
     device = resolve_device(args.device)
     model = _load(args.model, args.arch, device, say)
 
@@ -483,9 +613,8 @@ def _cmd_explain(args: argparse.Namespace, say: _Progress) -> int:
         with torch.no_grad():
             logits = model(x)
     except Exception as exc:
-        raise CLIError(
-            f"the model fails on the image as a tensor of shape {tuple(x.shape)}: "
-            f"{_one_line(exc)}; pass --size H W (and --channels) to resize it"
+        raise _probe_failed(
+            "the image as a tensor", x.shape, exc, _size_hint((h, w), info)
         ) from exc
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
@@ -503,7 +632,10 @@ def _cmd_explain(args: argparse.Namespace, say: _Progress) -> int:
     picture = overlay(image, maps[0], alpha=args.alpha, colormap=args.colormap)
     if args.scale > 1:
         picture = picture.repeat(args.scale, axis=0).repeat(args.scale, axis=1)
-    save_png(picture, out)
+    try:
+        save_png(picture, out)
+    except OSError as exc:
+        raise CLIError(f"cannot write --output {out}: {exc.strerror or _one_line(exc)}") from exc
     print(
         f"{out}: {args.method} of class {_class_name(chosen, info)} "
         f"(p={float(probs[chosen]):.3f}); predicted {_class_name(predicted, info)} "
@@ -534,22 +666,20 @@ def _cmd_init(args: argparse.Namespace, say: _Progress) -> int:
             f"{folder} already has {', '.join(existing)}; pass --force to overwrite them, or "
             "choose another --dir"
         )
+    h, w = _hw(args.size, None)
+    _check_input_bytes((1, args.channels, h, w))
     sys.path.insert(0, str(Path.cwd()))  # the factory's package usually sits here
     try:
         model = _load(args.factory, None, "cpu", say)
     finally:
         sys.path.pop(0)
-    h, w = _hw(args.size, None)
     shape = (1, args.channels, h, w)
     say(f"probing the model with zeros of shape {shape} ...")
     try:
         with torch.no_grad():
             logits = model(_zeros(model, shape))
     except Exception as exc:
-        raise CLIError(
-            f"the model fails on an input of shape {shape} ({_one_line(exc)}); pass --size "
-            "and --channels"
-        ) from exc
+        raise _probe_failed("an input", shape, exc, _size_hint((h, w), None)) from exc
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise CLIError(f"the model returned {got}; the audits expect (N, classes) logits")

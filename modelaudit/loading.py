@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import pickle
 import re
@@ -34,7 +35,7 @@ from torch import nn
 
 from modelaudit.errors import InvalidInputError
 
-__all__ = ["WEIGHT_SUFFIXES", "load_model_spec", "resolve_device"]
+__all__ = ["WEIGHT_SUFFIXES", "check_model_spec", "load_model_spec", "resolve_device"]
 
 WEIGHT_SUFFIXES = (".pt", ".pth")
 """File suffixes that make a spec a weights file even when the file does not exist."""
@@ -122,12 +123,76 @@ def load_model_spec(
     """
     text = os.fspath(spec)
     dev = resolve_device(device)
-    path = Path(base_dir or ".") / Path(text).expanduser()
-    if text.lower().endswith(WEIGHT_SUFFIXES) or (path.is_file() and ":" not in text):
-        model = _from_weights(path, arch, dev)
-    else:
-        model = _build(text, dev)
+    path = _weights_path(text, base_dir)
+    model = _build(text, dev) if path is None else _from_weights(path, arch, dev)
     return model.eval()
+
+
+def check_model_spec(
+    spec: str | os.PathLike[str],
+    *,
+    arch: str | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
+) -> None:
+    """Check a spec without building the model: a known zoo name, a factory whose module
+    can be found (it is not imported), or an existing weights file (not read).
+
+    Raises:
+        InvalidInputError: the same message :func:`load_model_spec` would give.
+
+    Example:
+        >>> check_model_spec("shapes-cnn"), check_model_spec("torch.nn:Identity")
+        (None, None)
+        >>> check_model_spec("no_such_pkg_xyz:make")
+        Traceback (most recent call last):
+        ...
+        modelaudit.errors.InvalidInputError: cannot import module 'no_such_pkg_xyz' of ...
+    """
+    text = os.fspath(spec)
+    path = _weights_path(text, base_dir)
+    if path is None:
+        _check_build(text)
+        return
+    if not path.is_file():
+        raise InvalidInputError(f"weights file {path} does not exist")
+    if arch is not None:
+        _check_build(arch)
+
+
+def _weights_path(text: str, base_dir: str | os.PathLike[str] | None) -> Path | None:
+    """The file a spec names when it is a weights file, else None."""
+    path = Path(base_dir or ".") / Path(text).expanduser()
+    weights = text.lower().endswith(WEIGHT_SUFFIXES) or (path.is_file() and ":" not in text)
+    return path if weights else None
+
+
+def _not_a_model(spec: str, exc: Exception) -> InvalidInputError:
+    return InvalidInputError(
+        f"{spec!r} is not a zoo model, an importable 'pkg.module:factory' or a .pt/.pth "
+        f"weights file: {exc}"
+    )
+
+
+def _check_build(spec: str) -> None:
+    """Raise what :func:`_build` would for an unknown zoo name or a module not found."""
+    if _FACTORY.fullmatch(spec):
+        module_name = spec.partition(":")[0]
+        try:
+            found = importlib.util.find_spec(module_name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise InvalidInputError(
+                f"cannot import module {module_name!r} of model factory {spec!r}: no module "
+                f"named {module_name!r} (is it installed, or its directory on sys.path?)"
+            )
+        return
+    from modelaudit.zoo import model_info
+
+    try:
+        model_info(spec)  # an unknown name raises, listing the zoo names closest first
+    except InvalidInputError as exc:
+        raise _not_a_model(spec, exc) from None
 
 
 def _import_object(spec: str) -> Any:
@@ -161,10 +226,7 @@ def _build(spec: str, device: torch.device) -> nn.Module:
     try:
         return load_model(spec, device=device)
     except InvalidInputError as exc:
-        raise InvalidInputError(
-            f"{spec!r} is not a zoo model, an importable 'pkg.module:factory' or a .pt/.pth "
-            f"weights file: {exc}"
-        ) from exc
+        raise _not_a_model(spec, exc) from exc
 
 
 def _from_weights(path: Path, arch: str | None, device: torch.device) -> nn.Module:

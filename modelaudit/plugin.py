@@ -76,6 +76,7 @@ def pytest_configure(config: pytest.Config) -> None:
             ini_dir=config.inipath.parent if config.inipath else config.rootpath,
             root=config.rootpath,
         )
+        opts.check()  # a bad device or model spec: one usage error, not one per test
     except ModelAuditError as exc:
         raise pytest.UsageError(str(exc)) from exc
     config.pluginmanager.register(_AuditSession(config, opts), _SESSION)
@@ -187,10 +188,7 @@ class _AuditSession:
         if self._device is None:
             from modelaudit.loading import resolve_device
 
-            try:
-                self._device = resolve_device(self.opts.device)
-            except ModelAuditError as exc:
-                raise pytest.UsageError(f"--audit-device / audit_device: {exc}") from exc
+            self._device = resolve_device(self.opts.device)  # checked in pytest_configure
         return self._device
 
     def model(self, device: torch.device) -> nn.Module:
@@ -207,7 +205,8 @@ class _AuditSession:
         try:
             return load_model_spec(o.model, device=device, arch=o.arch, base_dir=o.model_dir)
         except ModelAuditError as exc:
-            pytest.fail(f"--audit-model={o.model}: {exc}", pytrace=False)
+            error = f"--audit-model={o.model}: {exc}"
+        pytest.fail(error, pytrace=False)  # outside `except`: no chained copies of the text
 
     def load_baseline(self) -> Baseline:
         """The baseline file, read once; a broken file fails every test that gates on it."""

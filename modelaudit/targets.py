@@ -37,6 +37,7 @@ from modelaudit.errors import InvalidInputError
 __all__ = [
     "Target",
     "TargetScorer",
+    "reject_bool_targets",
     "resolve_class_targets",
     "score_targets",
     "target_scores",
@@ -50,6 +51,35 @@ Target: TypeAlias = (
     | Callable[[torch.Tensor], torch.Tensor]
     | None
 )
+
+
+def _holds_bool(target: Any) -> bool:
+    if isinstance(target, bool) or type(target).__name__ == "bool_":  # numpy.bool_ too
+        return True
+    if isinstance(target, torch.Tensor):
+        return target.dtype == torch.bool
+    if isinstance(target, list | tuple):
+        return any(_holds_bool(t) for t in target)
+    return False
+
+
+def reject_bool_targets(target: Any) -> None:
+    """Raise if ``target`` is or holds a bool: ``True`` would silently mean class 1.
+
+    Raises:
+        InvalidInputError: a bool (or bool tensor) as the target or inside a target list.
+
+    Example:
+        >>> reject_bool_targets([False, 0])
+        Traceback (most recent call last):
+        ...
+        modelaudit.errors.InvalidInputError: target [False, 0] holds a bool; ...
+    """
+    if _holds_bool(target):
+        raise InvalidInputError(
+            f"target {target!r} holds a bool; class targets are ints (True/False would "
+            "silently mean class 1/0). Pass class indices, e.g. [0, 1], or int(flag)."
+        )
 
 
 def resolve_class_targets(
@@ -74,8 +104,7 @@ def resolve_class_targets(
     n, classes = output.shape
     if target is None:
         return output.detach().argmax(dim=1)
-    if isinstance(target, bool):
-        raise InvalidInputError(f"target must be a class index, not {target!r}")
+    reject_bool_targets(target)
     if isinstance(target, int):
         idx = torch.full((n,), target, dtype=torch.long, device=output.device)
     else:

@@ -141,6 +141,85 @@ def test_layers_unknown_model_is_one_line(capsys):
     assert line.startswith("modelaudit layers: error:") and "'resnet18'" in line
 
 
+def test_layers_size_below_a_zoo_models_minimum_is_refused_before_loading(capsys):
+    # shapes-cnn halves the side four times: 4 px is its smallest input (zoo min_input_size)
+    assert main(["layers", "shapes-cnn", "--size", "2"]) == 1
+    assert _error_line(capsys) == (
+        "modelaudit layers: error: --size 2 is too small for shapes-cnn: its smallest input "
+        "is 4 x 4 px (it was trained on 64 x 64); pass --size 4 4 or larger"
+    )
+    assert main(["layers", "shapes-cnn", "--size", "8", "3"]) == 1  # a side too small
+    line = _error_line(capsys)
+    assert "--size 8 3 is too small for shapes-cnn" in line and "pass --size 8 4 or" in line
+    assert main(["layers", "shapes-cnn", "--size", "4", "-q", "--depth", "1"]) == 0
+    assert "(1, 64, 1, 1)" in capsys.readouterr().out  # 4 -> 2 -> 1 -> 1 -> 1 px
+
+
+def test_layers_forward_failure_names_the_size_and_a_larger_one(factory, capsys):
+    spec = factory(STRIDED)  # 2 px -> 1 px after conv 0; conv 2 (3 x 3, no padding) fails
+    assert main(["layers", spec, "--size", "2", "-q"]) == 1
+    line = _error_line(capsys)
+    assert line.startswith(
+        "modelaudit layers: error: the model fails on zeros of shape (1, 3, 2, 2) ("
+    )
+    assert "Kernel size can't be greater than actual input size" in line
+    assert line.endswith(
+        "2 x 2 px may be too small for its downsampling: pass a larger --size, e.g. "
+        "--size 224 (and --channels if it takes other than 3)"
+    )
+    assert "RuntimeError" not in line and "--debug" not in line
+    # a zoo model with a fixed input size is pointed back at it
+    assert main(["layers", "vit-tiny", "--size", "128", "-q"]) == 1
+    line = _error_line(capsys)
+    assert "the model fails on zeros of shape (1, 3, 128, 128)" in line
+    assert line.endswith("; pass --size 64 64, its input size")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["layers", "resnet18", "--size", "100000"],
+         "--size 100000 is too large: the limit is 4096 px per side (one 100000 x 100000 RGB "
+         "input alone takes 111.8 GiB, the model's activations many times that); pass --size "
+         "4096 4096 or smaller"),
+        (["layers", "resnet18", "--size", "64", "4097"],
+         "--size 64 4097 is too large: the limit is 4096 px per side; pass --size 64 4096 or "
+         "smaller"),
+        (["layers", "resnet18", "--size", "4096", "--batch", "6"],
+         "an input of shape (6, 3, 4096, 4096) takes 1.1 GiB as float32, above the 1 GiB "
+         "limit; pass a smaller --size, --batch or --channels"),
+        (["init", "mod:build", "--size", "5000", "--dir", "{tmp}/a"],
+         "--size 5000 is too large: the limit is 4096 px per side"),
+        (["explain", "shapes-cnn", "{img}", "-o", "{out}", "--size", "100000"],
+         "--size 100000 is too large: the limit is 4096 px per side"),
+        (["explain", "{summer}", "{wide}", "-o", "{out}"],
+         "image {wide} (2 x 4097 px) is too large: the limit is 4096 px per side; pass "
+         "--size 2 4096 or smaller"),
+        (["explain", "vgg11", "{img}", "-o", "{out}"],
+         "image {img} (24 x 20 px) is too small for vgg11: its smallest input is 32 x 32 px; "
+         "pass --size 32 32 or larger"),
+        (["explain", "{summer}", "{img}", "-o", "{out}", "--scale", "1000"],
+         "--scale 1000 would make a 24000 x 20000 PNG, above the limit of 16384 px per side; "
+         "pass --scale 682 or less"),
+    ],
+)  # fmt: skip
+def test_sizes_out_of_bounds_are_refused_with_the_limit(factory, tmp_path, capsys, argv, message):
+    values = {
+        "tmp": str(tmp_path),
+        "img": str(_png(tmp_path / "scene.png", _scene())),
+        "wide": str(_png(tmp_path / "wide.png", np.zeros((2, 4097, 3), dtype=np.uint8))),
+        "out": str(tmp_path / "o.png"),
+        "summer": factory(SUMMER),
+    }
+    argv = [arg.format(**values) for arg in argv]
+    assert main(argv) == 1
+    line = _error_line(capsys)
+    assert line.startswith(f"modelaudit {argv[0]}: error: ")
+    assert message.format(**values) in line
+    assert "MemoryError" not in line and "loading" not in capsys.readouterr().err
+    assert not (tmp_path / "o.png").exists() and not (tmp_path / "a").exists()
+
+
 # --------------------------------------------------------------------------- explain
 
 
@@ -236,6 +315,35 @@ def test_explain_file_problems(factory, tmp_path, capsys):
     image = _png(tmp_path / "scene.png", _scene())
     assert main(["explain", spec, str(image), "-o", str(image)]) == 1
     assert "would overwrite the input image" in _error_line(capsys)
+
+
+def test_explain_output_under_a_file_or_on_a_folder_names_the_right_path(
+    factory, tmp_path, capsys, monkeypatch
+):
+    spec = factory(SUMMER)
+    monkeypatch.chdir(tmp_path)
+    image = _png(tmp_path / "scene.png", _scene())
+    Path("existing_file").write_text("mine\n")
+    assert main(["explain", spec, str(image), "-o", "existing_file/o.png"]) == 1
+    assert _error_line(capsys) == (
+        "modelaudit explain: error: cannot write --output existing_file/o.png: existing_file "
+        "is a file, not a folder; choose an output path outside existing_file"
+    )
+    assert main(["explain", spec, str(image), "-o", "existing_file/a/b/o.png"]) == 1
+    assert _error_line(capsys).endswith(
+        "existing_file is a file, not a folder, so folder existing_file/a/b cannot be "
+        "created; choose an output path outside existing_file"
+    )
+    Path("maps").mkdir()
+    assert main(["explain", spec, str(image), "-o", "maps"]) == 1
+    assert _error_line(capsys) == (
+        "modelaudit explain: error: --output maps is a folder; give a file name, e.g. "
+        "-o maps/overlay.png"
+    )
+    assert Path("existing_file").read_text() == "mine\n" and list(Path("maps").iterdir()) == []
+    # missing folders below a real one are still created
+    assert main(["explain", spec, str(image), "-o", "maps/new/o.png", "-q"]) == 0
+    assert iio.imread("maps/new/o.png").shape == (24, 20, 3)
 
 
 def test_usage_errors_exit_2_with_one_line(capsys):

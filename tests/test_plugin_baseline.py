@@ -1,6 +1,9 @@
 """The plugin's release-gate workflow, options and JUnit export, run through pytester."""
 
 import json
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import hypothesis  # noqa: F401  (imported once here, not again inside every in-process run)
@@ -255,3 +258,64 @@ def test_markers_are_registered(pytester):
         "--audit-tolerance",
     ):
         assert option in help_text
+
+
+# Both runs meet here just before the plugin writes the baseline, so their updates overlap.
+BARRIER_CONFTEST = """
+import os, time
+from pathlib import Path
+
+import pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    here = Path(os.environ["BARRIER_DIR"])
+    (here / os.environ["BARRIER_NAME"]).touch()
+    deadline = time.time() + 30
+    while len(list(here.iterdir())) < 2 and time.time() < deadline:
+        time.sleep(0.001)
+"""
+
+UPDATER_TEST = """
+def test_{name}(audit):
+    for i in range(5):
+        audit.metric(f"m{{i}}", {value} + i)
+"""
+
+
+@pytest.mark.slow  # two pytest processes: several seconds each on a busy machine
+def test_concurrent_update_runs_on_one_file_keep_both_sides(pytester):
+    """`pytest test_a.py --audit-update-baseline & pytest test_b.py ...` on one baseline.
+
+    Without the lock each run writes the file it read before the other's update: 5 of the
+    10 entries are lost. (tests/test_baseline_concurrency.py repeats the race 20 times.)
+    """
+    pytester.makeconftest(BARRIER_CONFTEST)
+    pytester.makepyfile(
+        test_a=UPDATER_TEST.format(name="a", value=0.25),
+        test_b=UPDATER_TEST.format(name="b", value=0.5),
+    )
+    baseline, barrier = pytester.path / "shared.json", pytester.mkdir("barrier")
+    procs = [
+        subprocess.Popen(
+            [
+                *(sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"test_{name}.py"),
+                *(f"--audit-baseline={baseline}", "--audit-update-baseline"),
+                "--audit-report-dir=none",
+            ],
+            cwd=pytester.path,
+            env={**os.environ, "BARRIER_DIR": str(barrier), "BARRIER_NAME": name},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert all("(5 metrics written)" in out for out in outputs), outputs
+    assert _stored(baseline) == {
+        f"test_{n}.py::test_{n}::m{i}": v + i
+        for n, v in (("a", 0.25), ("b", 0.5))
+        for i in range(5)
+    }

@@ -92,16 +92,19 @@ def test_model_from_the_zoo(pytester):
             "weights",
             "*--audit-model=weights.pt: *weights.pt holds weights only; *--audit-arch=NAME*",
         ),
-        (["--audit-model=missing.pt"], None, "*weights file *missing.pt does not exist*"),
     ],
 )
 def test_model_errors_say_what_to_do(pytester, args, setup, message):
     _model_project(pytester)
     if setup == "weights":
         torch.save(_tiny().state_dict(), pytester.path / "weights.pt")
-    result = pytester.runpytest_inprocess(*args, "--audit-report-dir=none")
+    # -rN: no short summary, whose line repeats the start of the message
+    result = pytester.runpytest_inprocess(*args, "--audit-report-dir=none", "-rN")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([message])
+    # the message once, without chained copies ("During handling of the above exception")
+    assert result.stdout.str().count(message.strip("*").split("*")[-1]) == 1
+    assert "During handling" not in result.stdout.str()
 
 
 HOOK_TESTS = """
@@ -232,13 +235,93 @@ def test_torch_rng_is_seeded_from_hypothesis(pytester):
         _hypothesis.register_torch_random()
 
 
-def test_a_bad_device_is_a_setup_error_naming_the_option(pytester):
+USES_THE_MODEL = """
+def test_one(audit_model, audit_device):
+    pass
+
+def test_two(audit_model):
+    pass
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "ini", "message"),
+    [
+        (
+            ["--audit-model=bogus"],
+            "",
+            "ERROR: --audit-model=bogus / audit_model: 'bogus' is not a zoo model, an "
+            "importable 'pkg.module:factory' or a .pt/.pth weights file: unknown model "
+            "'bogus'; available models (closest first): *'shapes-cnn'*",
+        ),
+        (
+            ["--audit-model=no_such_module:make"],
+            "",
+            "ERROR: --audit-model=no_such_module:make / audit_model: cannot import module "
+            "'no_such_module' of model factory 'no_such_module:make': no module named "
+            "'no_such_module' (is it installed, or its directory on sys.path?)",
+        ),
+        (
+            ["--audit-model=missing.pt", "--audit-arch=mymodels:tiny"],
+            "",
+            "ERROR: --audit-model=missing.pt / audit_model: weights file *missing.pt does not "
+            "exist",
+        ),
+        (
+            ["--audit-model=weights.pt", "--audit-arch=shapes_cnn"],
+            "",
+            "ERROR: --audit-model=weights.pt / audit_model: 'shapes_cnn' is not a zoo model*",
+        ),
+        (
+            ["--audit-device=tpu"],
+            "",
+            "ERROR: --audit-device / audit_device: 'tpu' is not a torch device: *. Use cpu, "
+            "cuda, cuda:N, mps or auto.",
+        ),
+        (
+            [],
+            "[pytest]\naudit_device = gpu0\n",
+            "ERROR: --audit-device / audit_device: 'gpu0' is not a torch device: *. Use cpu, "
+            "cuda, cuda:N, mps or auto.",
+        ),
+        (
+            ["--audit-device=cuda:1"],
+            "",
+            "ERROR: --audit-device / audit_device: device 'cuda:1' needs CUDA, but "
+            "torch.cuda.is_available() is False; use cpu or auto",
+        ),
+    ],
+)
+def test_a_bad_model_or_device_is_one_usage_error_at_start_up(
+    pytester, monkeypatch, args, ini, message
+):
+    """One message for the run (it was one per test, printed three times each)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     _model_project(pytester)
+    pytester.makepyfile(test_more=USES_THE_MODEL)
+    (pytester.path / "weights.pt").write_bytes(b"not read at start-up")
+    if ini:
+        pytester.makeini(ini)
     result = pytester.runpytest_inprocess(
-        "--audit-model=mymodels:tiny", "--audit-device=gpu0", "--audit-report-dir=none"
+        "--audit-model=mymodels:tiny", *args, "--audit-report-dir=none"
     )
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*--audit-device / audit_device: 'gpu0' is not a torch device*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    output = result.stdout.str() + result.stderr.str()
+    option = message.split(":")[1].strip()  # "--audit-model=bogus / audit_model" ...
+    assert output.count(option) == 1, output
+    assert "test_one" not in output and "passed" not in output  # no test ran
+
+
+def test_model_forms_are_listed_with_a_bad_model(pytester):
+    result = pytester.runpytest_inprocess("--audit-model=nope", "--audit-report-dir=none")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "Valid forms: a zoo name, 'pkg.module:factory' (called without arguments), or a "
+            ".pt/.pth state_dict file (with --audit-arch=SPEC unless the file names its 'arch')."
+        ]
+    )
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ from pathlib import Path
 import hypothesis  # noqa: F401  (imported once here, not again inside every in-process run)
 import imageio.v3 as iio
 import numpy as np
+import pytest
 import torch
 
 from modelaudit.report.overlay import overlay

@@ -68,3 +68,16 @@ def test_scores_stay_differentiable_and_target_scores_flattens():
 def test_errors_are_clear(output, target, message):
     with pytest.raises(InvalidInputError, match=message):
         score_targets(output, target, 2)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [[False, 0], [True, 1], True, [[0, True], [1, 2]], (0, False), torch.tensor([True, False])],
+)
+def test_bools_in_targets_are_rejected(target):
+    # [False, 0] used to be read as classes [0, 0], True as class 1
+    with pytest.raises(InvalidInputError, match=r"holds a bool; class targets are ints"):
+        score_targets(LOGITS, target)
+    with pytest.raises(InvalidInputError, match=r"holds a bool"):
+        target_scores(LOGITS, target)
+    assert score_targets(LOGITS, [0, 1])[1].tolist() == [[0.0], [1.0]]  # ints still work

@@ -24,13 +24,18 @@ import torch
 from torch import nn
 
 from modelaudit.checks._maps import display_samples, provenance
-from modelaudit.checks.record import Aggregate, AuditRecord, decide
+from modelaudit.checks.record import Aggregate, AuditRecord, Range, check_bound, decide
 from modelaudit.errors import InvalidInputError
 from modelaudit.measure._validate import check_maps
 from modelaudit.measure.faithfulness import Fill, deletion_auc, insertion_auc
 from modelaudit.targets import Target
 
 __all__ = ["assert_faithful"]
+
+PROBABILITY_AUC_RANGE: Range = (0.0, 1.0)
+"""Deletion and insertion AUCs of a softmax probability lie in [0, 1] (the trapezoidal
+rule over fractions 0..1 of a curve in [0, 1]). A callable target's raw scores are
+unbounded, so its AUCs are too."""
 
 
 def assert_faithful(
@@ -58,8 +63,9 @@ def assert_faithful(
         maps: ``(N, H, W)`` maps; an explainer's maps also bring their images and targets.
         images: the ``(N, C, H, W)`` images the maps explain (default: the maps').
         metric: ``"deletion"`` or ``"insertion"``.
-        at_most: upper bound on the AUC (exactly one of the two bounds).
-        at_least: lower bound.
+        at_most: upper bound on the AUC (exactly one of the two bounds); in [0, 1) for
+            class targets (their AUC lies in [0, 1], so ``at_most=1`` always passes).
+        at_least: lower bound; in (0, 1] for class targets.
         target: the class whose probability is tracked (default: the maps' targets, else
             the predicted class).
         fill: what replaces deleted pixels / starts insertion: ``"zeros"``, ``"blur"``,
@@ -70,6 +76,11 @@ def assert_faithful(
         aggregate: ``"all"``, ``"mean"`` or a fraction of samples that must pass.
         method: recorded; default the maps'.
         layer: recorded; default the maps'.
+
+    Raises:
+        AuditFailure: the bound does not hold; ``.record`` has the details.
+        InvalidInputError: a bad option, missing images, or (class targets) a bound that
+            always or never passes, checked before any forward pass.
     """
     __tracebackhide__ = True
     if metric not in ("deletion", "insertion"):
@@ -82,6 +93,9 @@ def assert_faithful(
         )
     if target is None:
         target = getattr(maps, "targets", None)
+    bounds = None if callable(target) else PROBABILITY_AUC_RANGE
+    check = f"{metric}_auc"
+    check_bound("assert_faithful", check, at_least=at_least, at_most=at_most, bounds=bounds)
     chosen: Fill = fill if fill is not None else ("zeros" if metric == "deletion" else "blur")
     auc = deletion_auc if metric == "deletion" else insertion_auc
     values = auc(
@@ -90,10 +104,11 @@ def assert_faithful(
     fill_name = chosen if isinstance(chosen, str) else "tensor"
     return decide(
         "assert_faithful",
-        f"{metric}_auc",
+        check,
         values,
         at_least=at_least,
         at_most=at_most,
+        bounds=bounds,
         aggregate=aggregate,
         notes=[
             f"{metric} AUC of the target's softmax probability over {steps} steps, fill {fill_name}"

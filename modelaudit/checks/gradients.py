@@ -3,10 +3,13 @@
 - :func:`assert_hook_grads_match_autograd`: gradients recorded by full backward hooks equal
   ``torch.autograd.grad`` at each layer output;
 - :func:`assert_hooks_preserve_gradients`: the model's own module hooks leave the gradients
-  with respect to inputs and parameters unchanged, and the failure names the hook;
+  with respect to inputs and parameters unchanged (the failure names the hook), and autograd
+  agrees with finite differences of the forward (catching a ``Tensor.register_hook`` made
+  inside ``forward()``, which no hook inventory lists);
 - :func:`assert_gradcheck`: a module's backward agrees with finite differences (float64).
 
-Example (the seed: ``a = x + w; y = a * (w + 1)`` at w=1, x=2, so dy/dw = 5, dy/dx = 2):
+Example (the seed: ``a = x + w; y = a * (w + 1)`` at w=1, x=2, so dy/dw = 5, dy/dx = 2;
+the rewriting hook makes dy/da = 6 * 2 = 12, so dy/dx = 12 and dy/dw = 12 + 3 = 15):
     >>> import torch, torch.nn as nn
     >>> from modelaudit.checks.gradients import assert_hooks_preserve_gradients
     >>> class AddW(nn.Module):
@@ -31,12 +34,30 @@ Example (the seed: ``a = x + w; y = a * (w + 1)`` at w=1, x=2, so dy/dw = 5, dy/
     >>> assert_hooks_preserve_gradients(model, torch.full((1, 1), 2.0))
     Traceback (most recent call last):
     ...
-    modelaudit.errors.AuditFailure: assert_hooks_preserve_gradients: every gradient must be the same with and without the model's own hooks (atol=1e-06, rtol=0.0001); 2 of 2 gradients fail.
+    modelaudit.errors.AuditFailure: assert_hooks_preserve_gradients: every gradient must be the same with and without the model's own hooks (atol=1e-06, rtol=0.0001) and agree with finite differences of the forward (float64, atol=1e-06, rtol=0.001); 2 of 2 gradients fail.
       failing gradients:
         input: with hooks 12 vs without 2 (largest |difference| 10)
         parameter 'add.w': with hooks 15 vs without 5 (largest |difference| 10)
       responsible hook(s), each enabled on its own:
         forward hook watch_a on 'add': input: with it 12 vs without 2 (largest |difference| 10)
+
+The same hook registered inside ``forward()``, on a scalar model (no classes, no target):
+    >>> class Tutorial(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.w = nn.Parameter(torch.tensor(1.0))
+    ...     def forward(self, x):
+    ...         a = x + self.w
+    ...         a.register_hook(rewrite)
+    ...         return a * (self.w + 1)
+    >>> assert_hooks_preserve_gradients(Tutorial(), torch.tensor(2.0))
+    Traceback (most recent call last):
+    ...
+    modelaudit.errors.AuditFailure: assert_hooks_preserve_gradients: every gradient must be the same with and without the model's own hooks (atol=1e-06, rtol=0.0001) and agree with finite differences of the forward (float64, atol=1e-06, rtol=0.001); 2 of 2 gradients fail.
+      failing gradients:
+        input: autograd 12 vs finite differences 2 along its gradient (|difference| 10)
+        parameter 'w': autograd 15 vs finite differences 5 along its gradient (|difference| 10)
+      autograd disagrees with finite differences of the forward for input, parameter 'w' (the model has no module hooks): code inside forward() changes gradients, e.g. a Tensor.register_hook that rewrites them, or a custom autograd.Function with a wrong backward (assert_gradcheck checks one module). Remove it, or register such hooks only while you need them (and remove them in a finally).
 """
 
 from __future__ import annotations
@@ -53,6 +74,7 @@ from modelaudit.errors import InvalidInputError
 from modelaudit.hooks.gradients import (
     GradientEffects,
     Inputs,
+    finite_difference_probes,
     hook_grad_gaps,
     hook_gradient_effects,
 )
@@ -142,28 +164,54 @@ def assert_hooks_preserve_gradients(
     *,
     atol: float = 1e-6,
     rtol: float = 1e-4,
+    finite_differences: bool = True,
+    fd_atol: float = 1e-6,
+    fd_rtol: float = 1e-3,
+    max_parameters: int = 6,
 ) -> AuditRecord:
-    """Check that the model's own hooks do not change gradients wrt inputs and parameters.
+    """Check that hooks do not change gradients wrt inputs and parameters.
 
-    Computes ``d score / d inputs`` and ``d score / d parameters`` (all floating-point
-    parameters, frozen ones included) with every module hook of the model active and with
-    them disabled (:func:`~modelaudit.hooks.gradients.hook_gradient_effects`); on a
-    difference, each hook is enabled on its own to find which one(s) change gradients.
+    Two measurements, one item per gradient (each input, each floating-point parameter,
+    frozen ones included):
+
+    1. the model's module hooks on vs off
+       (:func:`~modelaudit.hooks.gradients.hook_gradient_effects`); on a difference, each
+       hook is enabled on its own to find which one(s) change gradients;
+    2. with ``finite_differences=True``, autograd against central finite differences of the
+       forward, in float64 on an ``eval()`` deep copy with module hooks off
+       (:func:`~modelaudit.hooks.gradients.finite_difference_probes`). This catches what
+       (1) cannot see: a ``Tensor.register_hook`` made inside ``forward()`` (or a wrong
+       custom backward) runs identically with module hooks on and off. The cost is
+       bounded: on the first sample of a batch, one backward plus two forwards of the copy
+       per probed tensor (the inputs and at most ``max_parameters`` parameters, spread
+       evenly from the first to the last), one direction each.
+
+    Models whose output is not (N, classes) logits (a scalar, a loss) are differentiated as
+    ``output.sum()`` when ``target`` is None. Dropout and batch norm: every pass runs in
+    eval mode. A kink (ReLU at 0, a max-pool tie) within the finite-difference step is told
+    apart from a rewritten gradient by probing again at a nearby point.
 
     Args:
-        model: the model.
+        model: the model (left exactly as it was: mode, ``requires_grad``, ``.grad``, hooks).
         inputs: the model's input tensor (or a sequence of positional input tensors).
         target: what to differentiate (see :mod:`modelaudit.targets`); default the
-            predicted class of the hooked pass.
-        atol: absolute tolerance.
-        rtol: relative tolerance (of the value without hooks).
+            predicted class (``output.sum()`` for a non-logit output).
+        atol: absolute tolerance of hooks on vs off.
+        rtol: relative tolerance of hooks on vs off (of the value without hooks).
+        finite_differences: also compare autograd with finite differences.
+        fd_atol: absolute tolerance of autograd vs finite differences.
+        fd_rtol: relative tolerance of autograd vs finite differences.
+        max_parameters: the most parameters the finite-difference probe looks at.
 
     Returns:
         The passing record: one item per gradient, its largest difference as the value.
 
     Raises:
-        AuditFailure: naming each gradient that changed, its values with and without hooks
-            where they differ most, and the hook(s) responsible.
+        AuditFailure: naming each gradient that changed (e.g. ``parameter 'fc.weight'``),
+            its values with and without hooks, or autograd's against finite differences,
+            and the hook(s) responsible when a module hook is.
+        InvalidInputError: bad inputs, nothing to differentiate, or a model that cannot
+            be deep-copied for the probe (pass ``finite_differences=False``).
 
     Example:
         >>> import torch, torch.nn as nn
@@ -174,29 +222,75 @@ def assert_hooks_preserve_gradients(
     """
     __tracebackhide__ = True
     fx = hook_gradient_effects(model, inputs, target, atol=atol, rtol=rtol)
-    labels = list(fx.gaps)
-    failing = tuple(i for i, k in enumerate(labels) if fx.gaps[k].failed)
+    fd = (
+        finite_difference_probes(
+            model, inputs, target, atol=fd_atol, rtol=fd_rtol, max_parameters=max_parameters
+        )
+        if finite_differences
+        else None
+    )
+    probed = fd.probes if fd is not None else {}
+    labels = list(fx.gaps) or list(probed)
+    labels += [k for k in probed if k not in labels]
+    values, reasons, failing = [], [], []
+    for i, k in enumerate(labels):
+        parts: list[tuple[bool, float, str]] = []
+        if k in fx.gaps:
+            gap = fx.gaps[k]
+            parts.append((gap.failed, gap.worst, gap.text("with hooks", "without")))
+        if fd is not None and k in probed:
+            probe = fd.worst(k)
+            parts.append((probe.failed, probe.difference, probe.text()))
+        bad = [p for p in parts if p[0]]
+        # a failing part's difference; else hooks on vs off (exact), else finite differences
+        values.append(max(p[1] for p in bad) if bad else parts[0][1])
+        reasons.append("; ".join(p[2] for p in (bad or parts)))
+        if bad:
+            failing.append(i)
+    fd_failed = fd.failed if fd is not None else []
+    rule = (
+        "every gradient must be the same with and without the model's own hooks "
+        f"(atol={atol:g}, rtol={rtol:g})"
+    )
+    if fd is not None:
+        rule += (
+            " and agree with finite differences of the forward "
+            f"(float64, atol={fd_atol:g}, rtol={fd_rtol:g})"
+        )
+    notes = _culprit_lines(fx) if any(k in fx.gaps and fx.gaps[k].failed for k in labels) else []
+    if fd_failed:
+        notes += _finite_difference_lines(fd_failed, bool(fx.hooks))
     return conclude(
         AuditRecord(
             check="hooks_preserve_gradients",
             assertion="assert_hooks_preserve_gradients",
             passed=not failing,
-            values=tuple(fx.gaps[k].worst for k in labels) or (0.0,),
+            values=tuple(values) or (0.0,),
             items=tuple(labels) or ("(the model has no module hooks)",),
             unit="gradient",
             direction="lower",
-            obtained=max((g.worst for g in fx.gaps.values()), default=0.0),
-            failing=failing,
-            rule=(
-                "every gradient must be the same with and without the model's own hooks "
-                f"(atol={atol:g}, rtol={rtol:g})"
-            ),
-            reasons=tuple(fx.gaps[k].text("with hooks", "without") for k in labels),
-            notes=tuple(_culprit_lines(fx) if failing else ()),
+            obtained=max(values, default=0.0),
+            failing=tuple(failing),
+            rule=rule,
+            reasons=tuple(reasons) if labels else (),
+            notes=tuple(notes),
             details={
                 "largest_difference": {k: g.worst for k, g in fx.gaps.items()},
                 "hooks": [h.describe() for h in fx.hooks],
                 "responsible": [h.describe() for h, _ in fx.culprits],
+                "finite_differences": {
+                    k: {
+                        "autograd": fd.worst(k).autograd,
+                        "finite_difference": fd.worst(k).finite_difference,
+                        "difference": fd.worst(k).difference,
+                        "failed": fd.worst(k).failed,
+                    }
+                    for k in probed
+                }
+                if fd is not None
+                else {},
+                "kinks": sum(p.kink for ps in probed.values() for p in ps),
+                "not_probed": fd.skipped if fd is not None else [],
             },
         )
     )
@@ -217,6 +311,21 @@ def _culprit_lines(fx: GradientEffects) -> list[str]:
     if fx.output_changed:
         lines.append("the hooks also change the model's output (the forward pass itself).")
     return lines
+
+
+def _finite_difference_lines(failed: list[str], has_module_hooks: bool) -> list[str]:
+    scope = (
+        "with the model's module hooks off"
+        if has_module_hooks
+        else "(the model has no module hooks)"
+    )
+    return [
+        f"autograd disagrees with finite differences of the forward for {', '.join(failed)} "
+        f"{scope}: code inside forward() changes gradients, e.g. a Tensor.register_hook "
+        "that rewrites them, or a custom autograd.Function with a wrong backward "
+        "(assert_gradcheck checks one module). Remove it, or register such hooks only "
+        "while you need them (and remove them in a finally)."
+    ]
 
 
 def assert_gradcheck(

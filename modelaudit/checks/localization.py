@@ -30,7 +30,7 @@ from typing import Any, Literal
 import torch
 
 from modelaudit.checks._maps import display_samples, provenance
-from modelaudit.checks.record import Aggregate, AuditRecord, decide
+from modelaudit.checks.record import Aggregate, AuditRecord, Range, decide
 from modelaudit.measure._validate import Region, RegionLike, as_region, check_maps
 from modelaudit.measure.localization import (
     chance_level,
@@ -41,6 +41,11 @@ from modelaudit.measure.localization import (
 )
 
 __all__ = ["assert_iou", "assert_mass_in_box", "assert_pointing_game"]
+
+UNIT_RANGE: Range = (0.0, 1.0)
+"""Mass in box, pointing game and IoU all lie in [0, 1]: ``at_least`` must be in (0, 1],
+``at_most`` in [0, 1) (anything else always or never passes; see
+:func:`~modelaudit.checks.record.check_bound`)."""
 
 
 def _decide_on_region(
@@ -68,6 +73,7 @@ def _decide_on_region(
         values,
         at_least=at_least,
         at_most=at_most,
+        bounds=UNIT_RANGE,
         aggregate=aggregate,
         chance=chance,
         details={**(details or {}), **where},
@@ -111,6 +117,8 @@ def assert_mass_in_box(
 
     Raises:
         AuditFailure: the bound does not hold; ``.record`` has the details.
+        InvalidInputError: bad maps or boxes, or a bound that always or never passes
+            (``at_least`` must be in (0, 1], ``at_most`` in [0, 1)).
 
     Example:
         >>> import torch

@@ -42,7 +42,9 @@ __all__ = [
     "Aggregate",
     "AuditRecord",
     "Direction",
+    "Range",
     "SampleViews",
+    "check_bound",
     "collect_records",
     "decide",
     "emit",
@@ -54,6 +56,9 @@ Direction = Literal["higher", "lower"]
 
 Aggregate = Literal["all", "mean"] | float
 """How per-item values meet a bound: every item, their mean, or a fraction of items."""
+
+Range = tuple[float, float]
+"""A metric's closed range ``(lo, hi)``: every value it can take lies in ``[lo, hi]``."""
 
 MAX_LISTED = 10
 """Failing items spelled out in a failure message; the record keeps them all."""
@@ -178,6 +183,87 @@ def _bound(at_least: float | None, at_most: float | None) -> tuple[float, Direct
     return float(value), direction  # type: ignore[return-value]
 
 
+def _show(x: float) -> str:
+    """``x`` short (``0``, ``-0.1``, ``1.5``) but exact (``0.1234567`` stays whole)."""
+    short = f"{x:g}"
+    return short if float(short) == x else repr(x)
+
+
+def _check_range(bounds: Range) -> tuple[float, float]:
+    ok = (
+        isinstance(bounds, tuple)
+        and len(bounds) == 2
+        and all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)
+        and not any(math.isnan(b) for b in bounds)
+        and bounds[0] < bounds[1]
+    )
+    if not ok:
+        raise InvalidInputError(
+            f"bounds must be a metric's range (lo, hi) with lo < hi; got {bounds!r}"
+        )
+    return float(bounds[0]), float(bounds[1])
+
+
+def check_bound(
+    assertion: str,
+    check: str,
+    *,
+    at_least: float | None = None,
+    at_most: float | None = None,
+    bounds: Range | None = None,
+) -> tuple[float, Direction]:
+    """Validate the one bound of a check; return ``(bound, direction)``.
+
+    With ``bounds=(lo, hi)``, the range of a metric whose values all lie in ``[lo, hi]``, a
+    bound that decides nothing is an error:
+
+    - ``at_least`` must lie in ``(lo, hi]``: ``at_least <= lo`` always passes (every value
+      is ``>= lo``); ``at_least > hi`` never passes. ``at_least == hi`` is kept: it asks
+      for the best possible value (e.g. every pointing game a hit).
+    - ``at_most`` must lie in ``[lo, hi)``: ``at_most >= hi`` always passes;
+      ``at_most < lo`` never passes. ``at_most == lo`` is kept (e.g. no mass at all on a
+      watermark).
+
+    (A NaN value fails every bound, so "always passes" means for every real value.)
+    Checks call this before computing, to fail fast; :func:`decide` calls it again.
+
+    Raises:
+        InvalidInputError: no bound or two, a bound that is not a number, a bad ``bounds``,
+            or a bound outside its valid range (the message names the argument, the value
+            and the range).
+
+    Example:
+        >>> check_bound("assert_demo", "score", at_least=1.0, bounds=(0, 1))
+        (1.0, 'higher')
+        >>> check_bound("assert_demo", "score", at_least=0, bounds=(0, 1))
+        Traceback (most recent call last):
+        ...
+        modelaudit.errors.InvalidInputError: assert_demo: at_least=0 always passes: score lies in [0, 1], so every value is >= 0. Give at_least in (0, 1].
+    """
+    bound, direction = _bound(at_least, at_most)
+    if bounds is None:
+        return bound, direction
+    lo, hi = _check_range(bounds)
+    keyword, op = ("at_least", ">=") if direction == "higher" else ("at_most", "<=")
+    given = _show(bound)
+    if direction == "higher":
+        valid, vacuous, impossible = f"({lo:g}, {hi:g}]", bound <= lo, bound > hi
+    else:
+        valid, vacuous, impossible = f"[{lo:g}, {hi:g})", bound >= hi, bound < lo
+    where = f"{check} lies in [{lo:g}, {hi:g}]"
+    if vacuous:
+        raise InvalidInputError(
+            f"{assertion}: {keyword}={given} always passes: {where}, so every value is "
+            f"{op} {given}. Give {keyword} in {valid}."
+        )
+    if impossible:
+        raise InvalidInputError(
+            f"{assertion}: {keyword}={given} can never pass: {where}, so no value is "
+            f"{op} {given}. Give {keyword} in {valid}."
+        )
+    return bound, direction
+
+
 def _check_aggregate(aggregate: Aggregate) -> None:
     if aggregate in ("all", "mean"):
         return
@@ -241,6 +327,7 @@ def decide(
     *,
     at_least: float | None = None,
     at_most: float | None = None,
+    bounds: Range | None = None,
     aggregate: Aggregate = "all",
     unit: str = "sample",
     items: Sequence[str] = (),
@@ -256,15 +343,17 @@ def decide(
     The one path from numbers to a verdict. Exactly one of ``at_least`` / ``at_most`` is
     given. ``aggregate``: ``"all"`` (every item; *obtained* is the worst), ``"mean"``, or a
     fraction ``q`` in (0, 1] of items that must pass (*obtained* is the ``ceil(q N)``-th
-    best value, so it meets the bound exactly when enough items do).
+    best value, so it meets the bound exactly when enough items do). ``bounds=(lo, hi)`` is
+    the metric's range, when it has one: a bound that always or never passes is then an
+    error (see :func:`check_bound` for which endpoints); an unbounded metric leaves it None.
 
     Returns:
         the passing :class:`AuditRecord`.
 
     Raises:
         AuditFailure: the check failed; ``.record`` holds the record.
-        InvalidInputError: no values, no bound or two bounds, a bad ``aggregate``, or
-            ``items`` / ``reasons`` not one per value.
+        InvalidInputError: no values, no bound or two bounds, a bound outside ``bounds``, a
+            bad ``aggregate``, or ``items`` / ``reasons`` not one per value.
 
     Example:
         >>> decide("assert_demo", "score", [0.9, 0.2], at_least=0.5)
@@ -277,7 +366,9 @@ def decide(
             1: 0.2
     """
     __tracebackhide__ = True
-    bound, direction = _bound(at_least, at_most)
+    bound, direction = check_bound(
+        assertion, check, at_least=at_least, at_most=at_most, bounds=bounds
+    )
     _check_aggregate(aggregate)
     vals = _floats(values)
     if not vals:
@@ -380,9 +471,9 @@ def format_record(record: AuditRecord) -> str:
     if record.bound is not None and record.obtained is not None:
         mean = sum(record.values) / len(record.values)
         op = ">=" if record.direction == "higher" else "<="
-        lines.append(
-            f"  obtained: {format_number(record.obtained)} ({_how(record)}); mean {format_number(mean)}"
-        )
+        redundant = record.aggregate == "mean" or len(record.values) == 1
+        also = "" if redundant else f"; mean {format_number(mean)}"
+        lines.append(f"  obtained: {format_number(record.obtained)} ({_how(record)}){also}")
         lines.append(f"  expected: {op} {record.bound:g}")
     if record.chance is not None:
         lines.append(

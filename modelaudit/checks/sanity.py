@@ -22,7 +22,7 @@ from torch import nn
 
 from modelaudit._format import format_number
 from modelaudit.checks._maps import display_samples, explainer_from, images_of, provenance
-from modelaudit.checks.record import MAX_LISTED, Aggregate, AuditRecord, decide
+from modelaudit.checks.record import MAX_LISTED, Aggregate, AuditRecord, Range, check_bound, decide
 from modelaudit.errors import InvalidInputError
 from modelaudit.hooks.layers import LayerSpec
 from modelaudit.measure._explainer import Explainer
@@ -30,6 +30,9 @@ from modelaudit.measure.sanity import randomization_similarity
 from modelaudit.measure.similarity import Similarity
 
 __all__ = ["assert_map_changes_when_randomized"]
+
+SIMILARITY_RANGE: dict[str, Range] = {"spearman": (-1.0, 1.0), "ssim": (-1.0, 1.0)}
+"""Each similarity's range: Spearman's rho and SSIM both lie in [-1, 1]."""
 
 
 def assert_map_changes_when_randomized(
@@ -61,8 +64,9 @@ def assert_map_changes_when_randomized(
             images are explained again with the same method, layer and targets.
         explainer: ``explainer(model, images) -> maps``; not needed when ``images`` are maps
             from an explainer.
-        at_most: upper bound on the similarity (exactly one of the two bounds).
-        at_least: lower bound.
+        at_most: upper bound on the similarity (exactly one of the two bounds), in
+            [-1, 1): ``at_most=1`` would always pass.
+        at_least: lower bound, in (-1, 1]: ``at_least=-1`` would always pass.
         mode: ``"cascading"`` (top layer first, keeping earlier randomisations) or
             ``"independent"`` (one layer at a time).
         layers: which layers to randomise (default: every layer with parameters).
@@ -72,10 +76,18 @@ def assert_map_changes_when_randomized(
         aggregate: ``"all"``, ``"mean"`` or a fraction of samples that must pass.
         method: recorded; default the maps'.
         layer: recorded; default the maps'.
+
+    Raises:
+        AuditFailure: the bound does not hold; ``.record`` has the details.
+        InvalidInputError: a bad option, or a bound that always or never passes (checked
+            before any model is randomised).
     """
     __tracebackhide__ = True
     if at_step not in ("all", "last"):
         raise InvalidInputError(f"at_step must be 'all' or 'last'; got {at_step!r}")
+    assertion, check = "assert_map_changes_when_randomized", f"{similarity}_after_randomization"
+    bounds = SIMILARITY_RANGE.get(similarity)
+    check_bound(assertion, check, at_least=at_least, at_most=at_most, bounds=bounds)
     if explainer is None:
         explainer = explainer_from(images, "assert_map_changes_when_randomized")
     x, where = images_of(images), provenance(images, method=method, layer=layer)
@@ -90,11 +102,12 @@ def assert_map_changes_when_randomized(
     else:
         values, step_of = sim.min(dim=0)
     return decide(
-        "assert_map_changes_when_randomized",
-        f"{similarity}_after_randomization",
+        assertion,
+        check,
         values,
         at_least=at_least,
         at_most=at_most,
+        bounds=bounds,
         aggregate=aggregate,
         notes=_notes(res.steps, res.mean, step_of, mode, similarity),
         details={

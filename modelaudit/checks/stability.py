@@ -18,12 +18,15 @@ import torch
 from torch import nn
 
 from modelaudit.checks._maps import display_samples, explainer_from, images_of, provenance
-from modelaudit.checks.record import Aggregate, AuditRecord, decide
+from modelaudit.checks.record import Aggregate, AuditRecord, Range, check_bound, decide
 from modelaudit.errors import InvalidInputError
 from modelaudit.measure._explainer import Explainer
 from modelaudit.measure.stability import ChangeMeasure, flip_equivariance, noise_stability
 
 __all__ = ["assert_stable"]
+
+CHANGE_RANGE: dict[str, Range] = {"spearman": (0.0, 2.0), "mean_abs": (0.0, 1.0)}
+"""Each change measure's range: ``1 - spearman`` lies in [0, 2], ``mean_abs`` in [0, 1]."""
 
 
 def assert_stable(
@@ -48,12 +51,16 @@ def assert_stable(
     Gaussian noise draws of std ``sigma`` (:func:`modelaudit.noise_stability`);
     ``"hflip"`` / ``"vflip"``: the change between the flipped image's map and the flipped map
     (:func:`modelaudit.flip_equivariance`). ``measure`` is ``"spearman"`` (1 - rank
-    correlation) or ``"mean_abs"``; bound it with ``at_most=``.
+    correlation, in [0, 2]) or ``"mean_abs"`` (in [0, 1]); bound it with ``at_most=``, in
+    [0, 2) or [0, 1) (``at_least=`` in (0, 2] or (0, 1]): a bound that always or never
+    passes raises :class:`~modelaudit.errors.InvalidInputError` before any explanation.
 
     ``images`` may be maps returned by a modelaudit explainer: their images are explained
     again, with the same method, layer and targets, and ``explainer`` is not needed.
     """
     __tracebackhide__ = True
+    check, bounds = f"map_change_{perturbation}", CHANGE_RANGE.get(measure)
+    check_bound("assert_stable", check, at_least=at_least, at_most=at_most, bounds=bounds)
     if explainer is None:
         explainer = explainer_from(images, "assert_stable")
     x = images_of(images)
@@ -80,10 +87,11 @@ def assert_stable(
     what = "1 - spearman" if measure == "spearman" else "mean |difference|"
     return decide(
         "assert_stable",
-        f"map_change_{perturbation}",
+        check,
         values,
         at_least=at_least,
         at_most=at_most,
+        bounds=bounds,
         aggregate=aggregate,
         notes=[f"{note}; change = {what}"],
         details={**details, **provenance(images, method=method, layer=layer)},

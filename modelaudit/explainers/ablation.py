@@ -12,7 +12,8 @@ Efficiency: the ablated copies are made *at the layer*: each sample's trunk runs
 batch of channels and its activation is expanded into ``forward_batch`` ablated copies (a
 skip connection from below the layer broadcasts from batch 1). This is validated on the
 first batch (an unablated copy must reproduce the original score); models where it does
-not apply fall back to repeating the input. Channels equal to ``ablation_value``
+not apply (a shape error or a failed assert in that probe, or another score) fall back to
+repeating the input. Any other exception of the model (out of memory included) is raised. Channels equal to ``ablation_value``
 everywhere are skipped: ablating them changes nothing, their weight is exactly 0.
 Everything runs under ``torch.inference_mode``.
 
@@ -34,7 +35,7 @@ from typing import Any, Unpack
 import torch
 from torch import nn
 
-from modelaudit.errors import InvalidInputError
+from modelaudit.errors import InvalidInputError, ModelAuditError
 from modelaudit.explainers.base import CamContext, run_cam
 from modelaudit.explainers.batching import Batches
 from modelaudit.explainers.engine import Reshape
@@ -104,7 +105,12 @@ class _Ablator:
     def _expand_works(self, samples: torch.Tensor, chans: torch.Tensor) -> bool:
         try:
             out = self._run(samples, chans[:1], True, True)
-        except Exception:  # any failure of the expanded batch (shape errors, asserts)
+        except (RuntimeError, AssertionError) as exc:
+            # what a batch that grows at the layer breaks: shape / size mismatches with
+            # tensors from below it, and the model's batch-size asserts. Out of memory,
+            # modelaudit's own errors and anything else the model raises go through.
+            if isinstance(exc, torch.OutOfMemoryError | ModelAuditError):
+                raise
             return False
         if not isinstance(out, torch.Tensor) or out.shape[0] != 2 * len(samples):
             return False

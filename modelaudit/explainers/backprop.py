@@ -36,7 +36,14 @@ from torch import nn
 
 from modelaudit.errors import InvalidInputError
 from modelaudit.explainers.base import explanation
-from modelaudit.explainers.engine import _as_leaf, check_inputs, explaining, gradients_of
+from modelaudit.explainers.engine import (
+    _as_leaf,
+    check_inputs,
+    check_model,
+    clear_model_errors,
+    explaining,
+    gradients_of,
+)
 from modelaudit.explainers.explanation import Explanation
 from modelaudit.explainers.gradient_cams import gradcam
 from modelaudit.explainers.options import CamOptions, explanation_method, resolve_options
@@ -128,8 +135,8 @@ def _input_map(
         raise InvalidInputError(
             f"{method} explains the input pixels: layer= and reshape= do not apply."
         )
-    check_inputs(inputs)
-    with explaining(model):
+    inputs = check_model(model, check_inputs(inputs))
+    with clear_model_errors(model, inputs), explaining(model):
         grads, scorer = _input_grads(model, inputs, target, guided=guided)
     layers: list[str] = []
     if cam:

@@ -29,6 +29,9 @@ from modelaudit.explainers.engine import (
     LayerCapture,
     Reshape,
     check_inputs,
+    check_layers,
+    check_model,
+    clear_model_errors,
     explaining,
     run_in_passes,
 )
@@ -98,18 +101,21 @@ def run_cam(
 ) -> Explanation:
     """Explain ``inputs`` with ``formula``: (N, H, W) maps, or (N, K, H, W) for K targets.
 
-    ``method`` names the method (in messages and on the result). Model state is restored
-    and no hook is left, whatever happens. With ``gradients``, the batch goes through in
+    ``method`` names the method (in messages and on the result). Inputs of another
+    floating dtype than the model's are cast to it, and the result holds the cast inputs
+    (:func:`~modelaudit.explainers.engine.check_model`). Model state is restored and no
+    hook is left, whatever happens. With ``gradients``, the batch goes through in
     passes of ``pass_size`` samples (:func:`~modelaudit.explainers.engine.run_in_passes`),
     each running the engine and ``formula`` on its samples, so that neither the autograd
     graph nor the gradients are ever held for the whole batch; without, ``pass_size`` is
     not an option.
     """
     opts = resolve_options(method, options, GradientOptions if gradients else CamOptions)
-    check_inputs(inputs)
+    inputs = check_model(model, check_inputs(inputs))
     scorers: list[TargetScorer] = []
-    with explaining(model):
+    with clear_model_errors(model, inputs), explaining(model):
         layers = select_layers(model, inputs, layer)
+        check_layers(layers)
 
         def use(part: slice, cap: LayerCapture) -> list[torch.Tensor]:
             scorers.append(cap.scorer)

@@ -50,6 +50,8 @@ def principal_projection(values: torch.Tensor, *, center: bool = True) -> torch.
         tensor([[[0., 5.]]])
     """
     b, _, h, w = values.shape
+    if values.dtype in (torch.float16, torch.bfloat16):  # no half SVD on every device
+        return principal_projection(values.float(), center=center).to(values.dtype)
     x = values.flatten(2).transpose(1, 2)  # (B, hw, C)
     if center:
         x = x - x.mean(dim=1, keepdim=True)

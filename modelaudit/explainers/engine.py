@@ -12,7 +12,11 @@ The rules (DESIGN section 3):
 - the batch may go through in passes of ``pass_size`` samples (:func:`run_in_passes`), so
   that the autograd graph never holds more than a measured budget of samples;
 - the model runs in eval mode and comes back exactly as it was; every hook is removed in a
-  ``finally``; results are detached, so no graph outlives the call.
+  ``finally``; results are detached, so no graph outlives the call;
+- every explained layer must reach the target score (a side branch or an unused output is a
+  :class:`~modelaudit.errors.HookError` for every method): the gradient methods see it in
+  their graph; the gradient-free ones record the same graph above the layer without saving
+  any tensor (no extra forward pass, no graph memory).
 
 Targets are resolved and scored by :func:`modelaudit.targets.score_targets`. The engine
 works inside ``torch.no_grad()`` (it enables grad only where it needs it) and inside
@@ -34,16 +38,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from modelaudit.errors import HookError, InvalidInputError
+from modelaudit.errors import HookError, InvalidInputError, ModelAuditError
 from modelaudit.explainers.batching import Batches
 from modelaudit.hooks.state import preserved_state
-from modelaudit.targets import Target, TargetScorer, score_targets
+from modelaudit.targets import Target, TargetScorer, reject_bool_targets, score_targets
 
 __all__ = [
     "DEFAULT_PASS_SIZE",
@@ -55,6 +61,9 @@ __all__ = [
     "Reshape",
     "capture_layers",
     "check_inputs",
+    "check_layers",
+    "check_model",
+    "clear_model_errors",
     "explaining",
     "gradients_of",
     "run_in_passes",
@@ -118,6 +127,114 @@ def check_inputs(inputs: Any) -> torch.Tensor:
             "meaningless. Clean the inputs first."
         )
     return inputs
+
+
+def _floating_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype of the model's first floating parameter (else buffer); None if it has none."""
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return None
+
+
+def _first_conv_channels(model: nn.Module) -> int | None:
+    """``in_channels`` of the model's first Conv2d (in module order), if it has one."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            return int(m.in_channels)
+    return None
+
+
+def check_model(model: Any, inputs: torch.Tensor) -> torch.Tensor:
+    """Check that ``model`` can be explained, and return ``inputs`` in its floating dtype.
+
+    Inputs of another floating dtype than the model's (float32 images for a half model,
+    float64 for a float32 one) are cast to the dtype of its first floating parameter;
+    inputs of the right dtype are returned as they are.
+
+    Raises:
+        InvalidInputError: a TorchScript model (hooks are not supported on it), an object
+            that is not an ``nn.Module``, or a model whose parameters or buffers are
+            inference tensors (built or loaded under ``torch.inference_mode()``).
+
+    Example:
+        >>> import torch, torch.nn as nn
+        >>> check_model(nn.Conv2d(3, 1, 1).double(), torch.zeros(1, 3, 2, 2)).dtype
+        torch.float64
+    """
+    if isinstance(model, torch.jit.ScriptModule):
+        raise InvalidInputError(
+            f"the model is a TorchScript module ({type(model).__name__}); torch does not "
+            "support forward hooks on it, so it cannot be explained. Pass the eager "
+            "nn.Module (the model before torch.jit.script / torch.jit.trace)."
+        )
+    if not isinstance(model, nn.Module):
+        raise InvalidInputError(f"the model must be a torch.nn.Module; got {type(model).__name__}")
+    named = itertools.chain(model.named_parameters(), model.named_buffers())
+    frozen = [name for name, t in named if t.is_inference()]
+    if frozen:
+        shown = ", ".join(frozen[:3]) + (", ..." if len(frozen) > 3 else "")
+        raise InvalidInputError(
+            f"the model's tensors ({shown}) are inference tensors: the model was built or "
+            "loaded under torch.inference_mode(), and autograd and hooks cannot use them "
+            "outside it. Build or load the model under torch.no_grad() instead (calling the "
+            "explainer inside inference_mode is fine)."
+        )
+    dtype = _floating_dtype(model)
+    if dtype is not None and inputs.dtype != dtype:
+        inputs = inputs.to(dtype)
+    return inputs
+
+
+def check_layers(layers: Mapping[str, nn.Module]) -> None:
+    """Reject layers that cannot take a forward hook (TorchScript submodules).
+
+    Raises:
+        InvalidInputError: a layer is a TorchScript module.
+    """
+    scripted = [name for name, m in layers.items() if isinstance(m, torch.jit.ScriptModule)]
+    if scripted:
+        raise InvalidInputError(
+            f"layer(s) {scripted} are TorchScript modules; torch does not support forward "
+            "hooks on them. Use the eager nn.Module there (before torch.jit.script)."
+        )
+
+
+_CHANNELS = re.compile(r"to have (\d+) channels, but got (\d+) channels")
+
+
+@contextlib.contextmanager
+def clear_model_errors(model: nn.Module, inputs: torch.Tensor) -> Iterator[None]:
+    """Turn the model's error on inputs with the wrong channel count into a clear one.
+
+    Applies to torch's convolution error ("expected input ... to have 3 channels, but got
+    1") for a convolution fed as many channels as the inputs have, when the model's first
+    Conv2d (or, without one, that convolution) expects another count; any other error
+    goes through unchanged.
+
+    Raises:
+        InvalidInputError: the model failed and the inputs' channels are not the expected.
+    """
+    try:
+        yield
+    except RuntimeError as exc:
+        if isinstance(exc, ModelAuditError):
+            raise
+        given = inputs.shape[1]
+        found = _CHANNELS.search(str(exc))
+        if found is None or int(found[2]) != given:  # not a conv fed the input's channels
+            raise
+        expected = _first_conv_channels(model)
+        if expected is None:
+            expected = int(found[1])
+        if expected == given:  # the inputs suit the first convolution: a deeper problem
+            raise
+        raise InvalidInputError(
+            f"the model expects {expected} input channels but the inputs have {given} "
+            f"(shape {tuple(inputs.shape)}). Convert the images first, e.g. "
+            "x.expand(-1, 3, -1, -1) for grayscale into an RGB model, x[:, :3] to drop an "
+            "alpha channel."
+        ) from exc
 
 
 @contextlib.contextmanager
@@ -236,9 +353,13 @@ def gradients_of(scores: torch.Tensor, wrt: Sequence[torch.Tensor]) -> list[torc
 
 
 def _layer_hooks(
-    layers: Mapping[str, nn.Module], grad: bool
+    layers: Mapping[str, nn.Module], grad: bool, nodes: dict[str, Any] | None = None
 ) -> tuple[dict[str, tuple[torch.Tensor, int]], dict[str, int], list[Callable[..., Any]]]:
-    """Forward hooks that record each layer's output (and its version) once."""
+    """Forward hooks that record each layer's output (and its version) once.
+
+    With ``grad``, the rest of the model is recorded by autograd from the first layer on;
+    ``nodes`` then receives, per layer, the autograd node of the tensor handed on.
+    """
     records: dict[str, tuple[torch.Tensor, int]] = {}
     counts = dict.fromkeys(layers, 0)
     hooks = []
@@ -262,7 +383,10 @@ def _layer_hooks(
             else:  # already in the graph (a later layer), or no gradient wanted
                 recorded = out if grad else out.detach()
             records[name] = (recorded, recorded._version)
-            return recorded.clone()
+            handed = recorded.clone()
+            if nodes is not None:
+                nodes[name] = handed.grad_fn
+            return handed
 
         hooks.append(hook)
     return records, counts, hooks
@@ -351,6 +475,7 @@ def _per_sample_target(target: Target, n: int) -> Callable[[slice], Target] | No
     """
     if callable(target):
         return None
+    reject_bool_targets(target)  # before a cut makes [False, 0] a tensor of ints
     if target is None or isinstance(target, int):
         return lambda _part: target
     try:
@@ -443,6 +568,67 @@ class GraphBytes:
         return torch.autograd.graph.saved_tensors_hooks(self.pack, lambda t: t)
 
 
+def _discard(_t: torch.Tensor) -> None:
+    """Saved-tensor pack hook of the reachability forward: nothing is kept."""
+    return None
+
+
+def _no_backward(_packed: None) -> torch.Tensor:
+    raise RuntimeError("the reachability graph keeps no tensors: it cannot be differentiated")
+
+
+def _unreached(scores: torch.Tensor, nodes: Mapping[str, Any]) -> list[str]:
+    """The layers whose handed-on tensor (autograd node) the scores' graph does not contain."""
+    wanted = {id(node): name for name, node in nodes.items() if node is not None}
+    found: set[str] = set()
+    seen: set[int] = set()
+    stack = [scores.grad_fn] if scores.requires_grad else []
+    while stack and len(found) < len(wanted):
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if id(node) in wanted:
+            found.add(wanted[id(node)])
+        stack.extend(f for f, _ in node.next_functions)
+    return [name for name in nodes if name not in found]
+
+
+def _replacing_changes_score(
+    model: nn.Module, inputs: torch.Tensor, module: nn.Module, scorer: TargetScorer, scores: Any
+) -> bool:
+    """Whether replacing ``module``'s output (by zeros, then shifted values) moves the scores.
+
+    The confirmation, for gradient-free methods only, that a layer autograd sees no path
+    from really does not matter (a model may use it without gradients, e.g. under
+    ``torch.no_grad()`` in its forward); it runs only when the check has found such a layer.
+    """
+    want = scores.detach()
+    for replace in (torch.zeros_like, lambda t: t + t.detach().abs().amax() + 1):
+
+        def hook(_m: nn.Module, _a: Any, out: Any, replace: Any = replace) -> Any:
+            return replace(out) if isinstance(out, torch.Tensor) else out
+
+        handle = module.register_forward_hook(hook)
+        try:
+            with torch.no_grad():
+                got = scorer.rows(model(inputs))
+        finally:
+            handle.remove()
+        if got.shape != want.shape or not torch.equal(got, want.to(got.device)):
+            return True
+    return False
+
+
+def _unreached_error(names: Sequence[str]) -> HookError:
+    return HookError(
+        f"layer(s) {list(names)} ran, but the target score does not depend on their output "
+        "(a side branch, an output the forward does not use, or one it detaches or computes "
+        "under no_grad): no method can attribute the score to them. Explain a layer on the "
+        "path from the input to the scored output (modelaudit.layer_names(model) lists them)."
+    )
+
+
 def _capture_once(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -453,25 +639,60 @@ def _capture_once(
     reshape: Reshape | None,
     first_sample: int = 0,
     graph: GraphBytes | None = None,
+    check_reach: bool = True,
 ) -> LayerCapture:
-    """One forward (and backward) of the whole of ``inputs``; ``graph`` counts its graph."""
+    """One forward (and backward) of the whole of ``inputs``; ``graph`` counts its graph.
+
+    Every layer must reach the target score. With ``gradients`` the autograd graph from
+    the layers on shows it. Without, the part of the model above the first layer still
+    runs with autograd recording but no tensor saved (no extra forward, no graph memory);
+    a layer with no autograd path is then confirmed by replacing its output, and a model
+    whose forward fails under autograd is run again without the check.
+    """
     n = inputs.shape[0]
-    records, counts, hooks = _layer_hooks(layers, gradients)
+    nodes: dict[str, Any] | None = {} if gradients or check_reach else None
+    records, counts, hooks = _layer_hooks(layers, gradients or check_reach, nodes)
     handles = [m.register_forward_hook(h) for m, h in zip(layers.values(), hooks)]
-    counting = graph.hooks() if graph is not None else contextlib.nullcontext()
+    if graph is not None:
+        counting: contextlib.AbstractContextManager[None] = graph.hooks()
+    elif not gradients and check_reach:
+        counting = torch.autograd.graph.saved_tensors_hooks(_discard, _no_backward)
+    else:
+        counting = contextlib.nullcontext()
     try:
         with torch.no_grad(), counting:
             output = model(inputs)
             scorer, scores = score_targets(output, target, n, first_sample=first_sample)
+    except RuntimeError as exc:
+        if gradients or not check_reach or isinstance(exc, ModelAuditError):
+            raise
+        retry = True  # the forward fails under autograd: run it as before, unchecked
+    else:
+        retry = False
     finally:
         for handle in handles:
             handle.remove()
+    if retry:
+        return _capture_once(
+            model, inputs, layers, target, gradients=False, reshape=reshape,
+            first_sample=first_sample, check_reach=False,
+        )  # fmt: skip
     missing = [name for name, c in counts.items() if c == 0]
     if missing:
         raise HookError(
             f"layer(s) {missing} did not run during the forward pass; explain a layer on the "
             "path from the input to the output."
         )
+    if nodes is not None:
+        unreached = _unreached(scores, nodes)
+        if not gradients:
+            unreached = [
+                name
+                for name in unreached
+                if not _replacing_changes_score(model, inputs, layers[name], scorer, scores)
+            ]
+        if unreached:
+            raise _unreached_error(unreached)
     names = list(layers)
     acts = [records[name][0] for name in names]
     grads = gradients_of(scores, acts) if gradients else None  # scores have grad if on

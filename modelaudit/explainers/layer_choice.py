@@ -61,7 +61,11 @@ def default_layer(model: nn.Module, inputs: torch.Tensor) -> str:
 
         return hook
 
-    handles = [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules() if n]
+    handles = [
+        m.register_forward_hook(hook_for(n))
+        for n, m in model.named_modules()
+        if n and not isinstance(m, torch.jit.ScriptModule)  # no hooks on TorchScript
+    ]
     try:
         with torch.no_grad():
             model(inputs[:1])

@@ -52,10 +52,18 @@ from modelaudit.explainers.postprocess import normalize_maps, upsample_maps
 from modelaudit.hooks.layers import LayerSpec
 from modelaudit.targets import Target
 
-__all__ = ["iscam", "masked_scores", "scorecam", "sscam", "top_variance_channels"]
+__all__ = [
+    "iscam",
+    "keyed_noise",
+    "masked_scores",
+    "scorecam",
+    "sscam",
+    "top_variance_channels",
+]
 
-# (mask (B, 1, H, W), inputs (B, C, H, W)) -> masked inputs (B, C, H, W)
-Variant = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# (masks (B, 1, H, W), inputs (B, C, H, W), channel of each row (B,), -1 for the shared
+# all-zero mask) -> masked inputs (B, C, H, W)
+Variant = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 Weights = Literal["softmax", "probability"]
 ForwardBatch = int | Literal["auto"]
 
@@ -119,11 +127,12 @@ def masked_scores(
         keep = torch.ones(n, c, dtype=torch.bool, device=acts.device)
     active = (flat.amax(-1) > flat.amin(-1)) & keep  # (N, C): a kept, non-zero mask
 
-    def score(masks: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+    def score(masks: torch.Tensor, samples: torch.Tensor, chans: torch.Tensor) -> torch.Tensor:
         total = None
         for variant in variants:
             with torch.inference_mode():
-                rows = scorer.rows(ctx.model(variant(masks, x[samples])), samples).clone()
+                masked = variant(masks, x[samples], chans)
+                rows = scorer.rows(ctx.model(masked), samples).clone()
             total = rows if total is None else total + rows
         assert total is not None
         return total.clone() / len(variants)  # clone: a normal tensor, not an inference one
@@ -145,10 +154,12 @@ def masked_scores(
         ni, ci = pairs[part, 0], pairs[part, 1]
         maps = upsample_maps(acts[ni.to(acts.device), ci.to(acts.device)], x.shape[-2:])
         masks = normalize_maps(maps)[:, None].to(x.dtype)
-        batches.put((ni, slice(None), ci), [score(masks, ni).to(scores.dtype)])
+        batches.put((ni, slice(None), ci), [score(masks, ni, ci).to(scores.dtype)])
     if bool(skipped.any()):
         zero = score(
-            torch.zeros(n, 1, *x.shape[-2:], dtype=x.dtype, device=x.device), torch.arange(n)
+            torch.zeros(n, 1, *x.shape[-2:], dtype=x.dtype, device=x.device),
+            torch.arange(n),
+            torch.full((n,), -1, dtype=torch.long),
         )
         scores = torch.where(skipped[:, None, :], zero.to(scores.dtype)[:, :, None], scores)
     return scores
@@ -203,12 +214,51 @@ def _score_formula(
     return formula
 
 
-def _generator(seed: int | None) -> torch.Generator | None:
-    return torch.Generator().manual_seed(seed) if seed is not None else None
+_MASK64 = 2**64 - 1
 
 
-def _noise(like: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(like.shape, generator=gen, dtype=like.dtype).to(like.device)
+def _mix(*parts: int) -> int:
+    """A seed from integers (splitmix64 rounds): the same on every run and platform.
+
+    Example:
+        >>> _mix(0, 3, 1) == _mix(0, 3, 1), _mix(0, 3, 1) == _mix(0, 1, 3)
+        (True, False)
+    """
+    z = 0
+    for part in parts:
+        z = (z + (part & _MASK64) + 0x9E3779B97F4A7C15) & _MASK64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        z ^= z >> 31
+    return z >> 1  # manual_seed takes up to 2**63 - 1 here without wrapping
+
+
+def keyed_noise(
+    like: torch.Tensor, chans: torch.Tensor, seed: int | None, draw: int
+) -> torch.Tensor:
+    """N(0, 1) noise shaped like ``like`` (B, ...), row ``i`` a function of ``chans[i]``.
+
+    With a seed, the noise of a row depends only on ``(seed, channel, draw)``: not on the
+    row's position, the other rows, the batch or ``forward_batch``, so a seeded map of an
+    image is the same alone or in any batch. ``seed=None`` draws from torch's global
+    generator.
+
+    Example:
+        >>> import torch
+        >>> a = keyed_noise(torch.zeros(3, 2), torch.tensor([5, 1, 5]), seed=0, draw=0)
+        >>> torch.equal(a[0], a[2]), torch.equal(a[0], a[1])
+        (True, False)
+        >>> torch.equal(keyed_noise(torch.zeros(1, 2), torch.tensor([1]), 0, 0)[0], a[1])
+        True
+    """
+    if seed is None:
+        return torch.randn(like.shape, dtype=like.dtype).to(like.device)
+    rows: dict[int, torch.Tensor] = {}
+    for c in chans.tolist():
+        if c not in rows:
+            gen = torch.Generator().manual_seed(_mix(seed, c, draw))
+            rows[c] = torch.randn(like.shape[1:], generator=gen, dtype=like.dtype)
+    return torch.stack([rows[c] for c in chans.tolist()]).to(like.device)
 
 
 @explanation_method("scorecam")
@@ -249,7 +299,7 @@ def scorecam(
         raise InvalidInputError(f"top_k must be >= 1 (or None for exact Score-CAM); got {top_k}")
 
     def variants() -> list[Variant]:
-        return [lambda m, x: m * x]
+        return [lambda m, x, _c: m * x]
 
     formula = _score_formula(variants, weights, forward_batch, top_k)
     return run_cam(
@@ -280,11 +330,16 @@ def sscam(
     SS-CAM(2)). Constant channels share one noisy estimate per sample (same distribution as
     scoring each of them separately). Costs ``num_samples`` times Score-CAM.
 
+    With a ``seed``, draw ``i`` of channel ``k`` is the same noise for every image
+    (:func:`keyed_noise`), so a seeded map of an image does not depend on the other images
+    of the batch, its position in it, or ``forward_batch``.
+
     Args:
         num_samples: noise draws averaged per channel.
         std: the noise's standard deviation (on the [0, 1] mask, or on the input).
         noise: ``"mask"`` or ``"input"``.
-        seed: seed of the noise (``None``: torch's global generator).
+        seed: seed of the noise (``None``: torch's global generator, and the maps then
+            depend on the batch).
         weights: as :func:`scorecam`.
 
     Example:
@@ -302,11 +357,14 @@ def sscam(
             f"noise must be 'mask' or 'input' and std >= 0; got {noise!r}, {std}"
         )
 
+    def on_mask(j: int) -> Variant:
+        return lambda m, x, c: (m + std * keyed_noise(m, c, seed, j)) * x
+
+    def on_input(j: int) -> Variant:
+        return lambda m, x, c: m * (x + std * keyed_noise(x, c, seed, j))
+
     def variants() -> list[Variant]:
-        gen = _generator(seed)
-        if noise == "mask":
-            return [lambda m, x: (m + std * _noise(m, gen)) * x for _ in range(num_samples)]
-        return [lambda m, x: m * (x + std * _noise(x, gen)) for _ in range(num_samples)]
+        return [(on_mask if noise == "mask" else on_input)(j) for j in range(num_samples)]
 
     formula = _score_formula(variants, weights, forward_batch)
     return run_cam(
@@ -350,7 +408,7 @@ def iscam(
     _check_options(forward_batch, num_samples, weights)
 
     def scaled(f: float) -> Variant:
-        return lambda m, x: (f * m) * x
+        return lambda m, x, _c: (f * m) * x
 
     def variants() -> list[Variant]:
         return [scaled((i + 1) / num_samples) for i in range(num_samples)]

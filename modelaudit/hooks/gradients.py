@@ -7,10 +7,17 @@ Measurements only; the verdicts are in :mod:`modelaudit.checks.gradients`.
   same layer outputs, computed with the model's own backward hooks disabled.
 - :func:`hook_gradient_effects`: gradients with respect to inputs and parameters with the
   model's own module hooks on and off, and which hook alone changes them.
+- :func:`finite_difference_probes`: autograd's directional derivatives of the score against
+  central finite differences, in float64 on an ``eval()`` deep copy with its module hooks
+  off. It sees what no hook inventory can: a ``Tensor.register_hook`` made inside
+  ``forward()`` rewrites gradients identically with module hooks on and off.
 
-Both put the model in eval mode and give it back exactly as it was (mode,
-``requires_grad``, ``.grad``): gradients come from ``torch.autograd.grad``, never
-``.backward()``.
+All give the model back exactly as it was (mode, ``requires_grad``, ``.grad``, values):
+gradients come from ``torch.autograd.grad``, never ``.backward()``, and the probe works on
+a copy.
+
+Models whose output is not (N, classes) logits (a scalar, a loss) are differentiated as
+``output.sum()`` when no target is given.
 
 Example:
     >>> import torch, torch.nn as nn
@@ -22,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import operator
@@ -40,7 +48,16 @@ from modelaudit.hooks.recording import capture
 from modelaudit.hooks.state import preserved_state
 from modelaudit.targets import Target, resolve_class_targets, target_scores
 
-__all__ = ["Gap", "GradientEffects", "HookGradGaps", "hook_grad_gaps", "hook_gradient_effects"]
+__all__ = [
+    "FiniteDifferenceProbes",
+    "Gap",
+    "GradientEffects",
+    "HookGradGaps",
+    "Probe",
+    "finite_difference_probes",
+    "hook_grad_gaps",
+    "hook_gradient_effects",
+]
 
 Inputs = torch.Tensor | Sequence[torch.Tensor]
 
@@ -55,6 +72,20 @@ def _as_tuple(inputs: Inputs) -> tuple[torch.Tensor, ...]:
         if x.is_floating_point() and not torch.isfinite(x).all():
             raise InvalidInputError(f"input {i} contains NaN or infinite values.")
     return xs
+
+
+def _score(out: Any, target: Target) -> torch.Tensor:
+    """The summed score to differentiate; ``output.sum()`` for non-logit outputs, no target."""
+    if target is None and isinstance(out, torch.Tensor) and out.dim() != 2:
+        return out.sum()
+    return target_scores(out, target).sum()
+
+
+def _fixed_target(out: Any, target: Target) -> Target:
+    """``target`` with ``None`` resolved to the predicted classes of ``out`` (logits only)."""
+    if target is None and isinstance(out, torch.Tensor) and out.dim() == 2:
+        return resolve_class_targets(out.detach(), None)
+    return target
 
 
 def _driven(xs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -304,7 +335,7 @@ def _input_param_grads(
             "nothing to differentiate: no floating-point input and no floating-point parameter."
         )
     out = model(*drv)
-    grads = torch.autograd.grad(target_scores(out, target).sum(), wrt, allow_unused=True)
+    grads = torch.autograd.grad(_score(out, target), wrt, allow_unused=True)
     result = {
         label: (torch.zeros_like(t) if g is None else g.detach())
         for label, t, g in zip(labels, wrt, grads)
@@ -334,8 +365,7 @@ def hook_gradient_effects(
         if not hooks:  # nothing to disable: both passes would be the same computation
             return GradientEffects([], {}, [], False)
         out_on, on = _input_param_grads(model, xs, target)
-        if target is None:  # differentiate the same classes in every pass
-            target = resolve_class_targets(out_on, None)
+        target = _fixed_target(out_on, target)  # the same classes in every pass
         with disabled_hooks(model):
             out_off, off = _input_param_grads(model, xs, target)
         gaps = {k: _diff(on[k], off[k], atol, rtol) for k in on}
@@ -349,3 +379,305 @@ def hook_gradient_effects(
                     culprits.append((hook, own))
     changed = out_on.shape != out_off.shape or _diff(out_on, out_off, atol, rtol).failed
     return GradientEffects(hooks, gaps, culprits, changed)
+
+
+# -- autograd against finite differences -----------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    """One directional derivative of the score: autograd against central finite differences.
+
+    Attributes:
+        label: the tensor probed (``"input"``, ``"parameter 'fc.weight'"``...).
+        direction: ``"gradient"`` (autograd's own gradient, unit norm: the derivative is
+            the gradient's norm; tensors of one element), ``"gradient+random"`` (the sum of
+            the unit gradient and a unit Gaussian direction, normalised: the first
+            direction of larger tensors) or ``"random"`` (a unit Gaussian direction).
+        autograd: autograd's gradient dotted with the direction.
+        finite_difference: ``(s(t + h v) - s(t - h v)) / 2h``.
+        failed: they disagree at the probe point and again at a nearby point.
+        kink: they disagree at the probe point but agree at a nearby point (a kink of ReLU
+            or max-pool lies within the step): not counted as a failure.
+        difference: ``|autograd - finite_difference|`` where the probe was judged (the
+            nearby point for a kink).
+    """
+
+    label: str
+    direction: str
+    autograd: float
+    finite_difference: float
+    failed: bool
+    kink: bool
+    difference: float
+
+    def text(self) -> str:
+        along = {
+            "gradient": "its gradient",
+            "gradient+random": "its gradient plus a random direction",
+        }.get(self.direction, "a random direction")
+        return (
+            f"autograd {format_number(self.autograd)} vs finite differences "
+            f"{format_number(self.finite_difference)} along {along} "
+            f"(|difference| {format_number(abs(self.autograd - self.finite_difference))})"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class FiniteDifferenceProbes:
+    """What :func:`finite_difference_probes` measured.
+
+    Attributes:
+        probes: ``{label: [Probe, ...]}`` for every probed tensor, inputs first, then
+            parameters in model order.
+        skipped: parameters not probed (more than ``max_parameters``).
+        step: the finite-difference step ``h``.
+    """
+
+    probes: dict[str, list[Probe]]
+    skipped: list[str]
+    step: float
+
+    def worst(self, label: str) -> Probe:
+        """The probe of ``label`` that failed with the largest difference (else the largest)."""
+        return max(self.probes[label], key=lambda p: (p.failed, p.difference))
+
+    @property
+    def failed(self) -> list[str]:
+        """Labels with a failed probe."""
+        return [k for k, ps in self.probes.items() if any(p.failed for p in ps)]
+
+
+def _double_twin(model: nn.Module) -> nn.Module:
+    """A float64, eval-mode deep copy of ``model`` whose parameters all require grad."""
+    try:
+        twin = copy.deepcopy(model)
+    except Exception as exc:  # any object in the model may refuse to be copied
+        raise InvalidInputError(
+            f"the finite-difference probe needs a deep copy of the model, and copying failed "
+            f"({type(exc).__name__}: {exc}). Make the model deep-copyable, or skip the probe "
+            "with finite_differences=False."
+        ) from exc
+    twin.double().eval()
+    for p in twin.parameters():
+        if p.is_floating_point():
+            p.requires_grad_(True)
+    return twin
+
+
+def _spread(n: int, k: int) -> list[int]:
+    """``k`` indices in ``range(n)`` spread evenly, first and last included."""
+    if n <= k:
+        return list(range(n))
+    if k <= 1:
+        return [0][:k]
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
+
+
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    return v / v.norm()
+
+
+def _close(a: float, b: float, atol: float, rtol: float) -> bool:
+    return abs(a - b) <= atol + rtol * max(abs(a), abs(b))
+
+
+def _first_samples(
+    xs: tuple[torch.Tensor, ...], target: Target, samples: int | None
+) -> tuple[tuple[torch.Tensor, ...], Target] | None:
+    """The first ``samples`` samples of a batch (and of a per-sample target), or None.
+
+    Only when every input has two or more dimensions and all share a first size larger
+    than ``samples`` (a batch, as everywhere in the package).
+    """
+    if samples is None or not xs or any(x.dim() < 2 for x in xs):
+        return None
+    n = xs[0].shape[0]
+    if n <= samples or any(x.shape[0] != n for x in xs):
+        return None
+    if target is None or callable(target) or isinstance(target, int):
+        return tuple(x[:samples] for x in xs), target
+    idx = torch.as_tensor(target)
+    if idx.dim() == 0:
+        return tuple(x[:samples] for x in xs), target
+    if idx.shape[0] != n:
+        return None  # a malformed target: let the full pass say so
+    return tuple(x[:samples] for x in xs), idx[:samples]
+
+
+def finite_difference_probes(
+    model: nn.Module,
+    inputs: Inputs,
+    target: Target = None,
+    *,
+    directions: int = 1,
+    step: float = 1e-6,
+    atol: float = 1e-6,
+    rtol: float = 1e-3,
+    max_parameters: int = 6,
+    samples: int | None = 1,
+    seed: int = 0,
+) -> FiniteDifferenceProbes:
+    """Autograd's directional derivatives of the score against central finite differences.
+
+    Works on a float64 ``eval()`` deep copy of ``model`` with its module hooks disabled
+    (the model itself is never run, changed or hooked). The score is
+    ``target_scores(output, target).sum()`` (``output.sum()`` for a non-logit output
+    without a target; ``target=None`` is the class predicted by the copy, then fixed). For
+    each floating-point input and each parameter (at most ``max_parameters``, spread
+    evenly from the first to the last), it compares ``grad . v`` with
+    ``(s(t + h v) - s(t - h v)) / 2h`` along ``directions`` unit directions ``v``. The
+    first is the gradient's own direction plus a random Gaussian one (the gradient part
+    catches a rescaled gradient, the random part one whose changed entries are zeroed);
+    further ones are random; a tensor of one element gets the gradient's direction only.
+
+    Cost, bounded: one forward and backward, plus two forwards per direction and probed
+    tensor, of the copy on the first ``samples`` samples of a batch (inputs of two or more
+    dimensions sharing their first size; ``None``: the whole batch; the whole batch also
+    when the copy cannot run on the part). A gradient change confined to a few entries of a
+    large tensor, or to parameters not probed, can escape a handful of directions.
+
+    A directional derivative of a piecewise-linear model is exact, except where a kink
+    (ReLU at 0, a max-pool tie) lies within ``h`` of the probe point. So a disagreement
+    beyond ``atol + rtol * max(|autograd|, |finite difference|)`` is checked again at a
+    nearby point (each entry moved by 1e-3 times (1 + the tensor's mean |entry|)): it is a
+    failure only if it persists there, otherwise a kink. A rewritten gradient disagrees
+    everywhere.
+
+    Dropout and batch norm: the copy is in eval mode (dropout off, batch norm on its
+    running statistics), since finite differences of a random forward are noise.
+
+    Raises:
+        InvalidInputError: bad inputs, nothing to differentiate, a model that cannot be
+            deep-copied, or bad probe settings.
+
+    Example (the seed ``y = (x + w) * (w + 1)`` at w=1, x=2, with a tensor hook that turns
+    dy/da into 6 dy/da inside ``forward()``):
+        >>> import torch, torch.nn as nn
+        >>> class Hooked(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.w = nn.Parameter(torch.tensor(1.0))
+        ...     def forward(self, x):
+        ...         a = x + self.w
+        ...         a.register_hook(lambda grad: grad * 6)
+        ...         return a * (self.w + 1)
+        >>> fd = finite_difference_probes(Hooked(), torch.tensor(2.0))
+        >>> [(k, fd.worst(k).autograd, round(fd.worst(k).finite_difference, 6)) for k in fd.probes]
+        [('input', 12.0, 2.0), ("parameter 'w'", 15.0, 5.0)]
+        >>> fd.failed
+        ['input', "parameter 'w'"]
+    """
+    if isinstance(directions, bool) or not isinstance(directions, int) or directions < 1:
+        raise InvalidInputError(f"directions must be a positive int; got {directions!r}")
+    if not step > 0 or not atol >= 0 or not rtol >= 0:
+        raise InvalidInputError(
+            f"step must be > 0 and atol, rtol >= 0; got step={step}, atol={atol}, rtol={rtol}"
+        )
+    xs = _as_tuple(inputs)
+    twin = _double_twin(model)
+    named = [(f"parameter {n!r}", p) for n, p in twin.named_parameters() if p.requires_grad]
+    chosen = _spread(len(named), max_parameters)
+    skipped = [label for i, (label, _) in enumerate(named) if i not in set(chosen)]
+    gen = torch.Generator().manual_seed(seed)
+    probes: dict[str, list[Probe]] = {}
+    with disabled_hooks(twin):
+        drv, out, target = _probe_pass(twin, xs, target, samples)
+        fixed = _fixed_target(out, target)
+        tensors = [
+            (f"input {i}" if len(drv) > 1 else "input", x)
+            for i, x in enumerate(drv)
+            if x.requires_grad
+        ] + [named[i] for i in chosen]
+        if not tensors:
+            raise InvalidInputError(
+                "nothing to differentiate: no floating-point input and no floating-point parameter."
+            )
+
+        def score() -> float:
+            return float(_score(twin(*drv), fixed).detach())
+
+        def grad_of(t: torch.Tensor) -> torch.Tensor:
+            (g,) = torch.autograd.grad(_score(twin(*drv), fixed), t, allow_unused=True)
+            return torch.zeros_like(t) if g is None else g.detach()
+
+        def central(t: torch.Tensor, v: torch.Tensor) -> float:
+            kept = t.detach().clone()
+            with torch.no_grad():
+                t.copy_(kept + step * v)
+            plus = score()
+            with torch.no_grad():
+                t.copy_(kept - step * v)
+            minus = score()
+            with torch.no_grad():
+                t.copy_(kept)
+            return (plus - minus) / (2 * step)
+
+        def gaussian(t: torch.Tensor) -> torch.Tensor:
+            return torch.randn(t.shape, generator=gen, dtype=torch.float64).to(t.device)
+
+        grads = torch.autograd.grad(_score(out, fixed), [t for _, t in tensors], allow_unused=True)
+        for (label, t), g in zip(tensors, grads):
+            g = torch.zeros_like(t) if g is None else g.detach()
+            probes[label] = []
+            for kind, v in _directions(g, t.numel(), directions, gaussian):
+                ad, fd = float((g * v).sum()), central(t, v)
+                if _close(ad, fd, atol, rtol):
+                    probes[label].append(Probe(label, kind, ad, fd, False, False, abs(ad - fd)))
+                    continue
+                # Disagreement: look again at a nearby point; a kink will have moved away.
+                kept = t.detach().clone()
+                with torch.no_grad():
+                    t.add_(1e-3 * (1 + kept.abs().mean()) * gaussian(t).sign())
+                try:
+                    ad2, fd2 = float((grad_of(t) * v).sum()), central(t, v)
+                finally:
+                    with torch.no_grad():
+                        t.copy_(kept)
+                persists = not _close(ad2, fd2, atol, rtol)
+                diff = abs(ad - fd) if persists else abs(ad2 - fd2)
+                probes[label].append(Probe(label, kind, ad, fd, persists, not persists, diff))
+    return FiniteDifferenceProbes(probes, skipped, step)
+
+
+def _probe_pass(
+    twin: nn.Module, xs: tuple[torch.Tensor, ...], target: Target, samples: int | None
+) -> tuple[tuple[torch.Tensor, ...], Any, Target]:
+    """Float64 inputs that require grad, the copy's output on them, and the target.
+
+    The first ``samples`` samples when the copy runs on them, else the whole batch.
+    """
+
+    def driven(part: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return tuple(
+            x.detach().double().clone().requires_grad_(True) if x.is_floating_point() else x
+            for x in part
+        )
+
+    part = _first_samples(xs, target, samples)
+    if part is not None:
+        drv = driven(part[0])
+        try:
+            return drv, twin(*drv), part[1]
+        except Exception:  # a model that cannot run on part of the batch: use all of it
+            pass
+    drv = driven(xs)
+    return drv, twin(*drv), target
+
+
+def _directions(
+    g: torch.Tensor, numel: int, count: int, gaussian: Callable[[torch.Tensor], torch.Tensor]
+) -> list[tuple[str, torch.Tensor]]:
+    """The probe directions of one tensor (unit norm), named as in :class:`Probe`."""
+    norm = float(g.norm())
+    if numel == 1:
+        return [("gradient", g / norm if norm > 0 else torch.ones_like(g))]
+    dirs: list[tuple[str, torch.Tensor]] = []
+    first = _unit(gaussian(g))
+    if norm > 0:
+        dirs.append(("gradient+random", _unit(g / norm + first)))
+    else:
+        dirs.append(("random", first))
+    while len(dirs) < count:
+        dirs.append(("random", _unit(gaussian(g))))
+    return dirs

@@ -31,7 +31,7 @@ from typing import TypeAlias, cast
 
 from torch import nn
 
-from modelaudit.errors import LayerNotFoundError
+from modelaudit.errors import InvalidInputError, LayerNotFoundError
 
 __all__ = [
     "LayerSpec",
@@ -47,6 +47,12 @@ SingleLayerSpec: TypeAlias = str | type[nn.Module] | nn.Module | LayerPredicate
 LayerSpec: TypeAlias = SingleLayerSpec | Iterable[SingleLayerSpec]
 
 _GLOB_CHARS = frozenset("*?[")
+
+_ACCEPTED = (
+    "a layer is a qualified name ('layer4.1'), a glob pattern ('layer4.*'), an nn.Module "
+    "class (nn.Conv2d), a submodule of the model, a predicate (name, module) -> bool, or a "
+    "list (or other iterable) of these"
+)
 
 
 def layer_names(model: nn.Module) -> list[str]:
@@ -98,9 +104,8 @@ def _resolve_one(model: nn.Module, spec: SingleLayerSpec) -> list[str]:
             return hits
         raise _not_found(model, f"model has no layer named {spec!r}", spec)
     if isinstance(spec, type) and not issubclass(spec, nn.Module):
-        raise TypeError(
-            f"a layer class must be a subclass of nn.Module; got {spec.__name__} "
-            "(pass e.g. nn.Conv2d, a name, a glob pattern, a module or a predicate)."
+        raise InvalidInputError(
+            f"a layer class must be a subclass of nn.Module; got {spec.__name__} ({_ACCEPTED})."
         )
     if isinstance(spec, type) and issubclass(spec, nn.Module):
         hits = [n for n, m in named.items() if isinstance(m, spec)]
@@ -124,10 +129,7 @@ def _resolve_one(model: nn.Module, spec: SingleLayerSpec) -> list[str]:
         if not hits:
             raise LayerNotFoundError(f"the layer predicate {spec!r} matched no layer of the model.")
         return hits
-    raise TypeError(
-        f"a layer must be a name, a glob pattern, an nn.Module class, a module or a predicate; "
-        f"got {type(spec).__name__}"
-    )
+    raise InvalidInputError(f"{_ACCEPTED}; got {spec!r} of type {type(spec).__name__}.")
 
 
 def resolve_layers(model: nn.Module, spec: LayerSpec) -> dict[str, nn.Module]:
@@ -136,16 +138,20 @@ def resolve_layers(model: nn.Module, spec: LayerSpec) -> dict[str, nn.Module]:
     Raises:
         LayerNotFoundError: a name is unknown (the message lists the closest names), or a
             pattern, class or predicate matched nothing.
+        InvalidInputError: ``spec`` (or an item of a list) is none of the accepted kinds
+            (e.g. ``layer=3``); the message lists them.
     """
     specs: list[SingleLayerSpec]
     if isinstance(spec, str | nn.Module | type) or (
         callable(spec) and not isinstance(spec, Iterable)
     ):
         specs = [spec]
-    else:
+    elif isinstance(spec, Iterable):
         specs = list(spec)
-        if not specs:
-            raise LayerNotFoundError("an empty list of layers was given; name at least one layer.")
+    else:
+        raise InvalidInputError(f"{_ACCEPTED}; got {spec!r} of type {type(spec).__name__}.")
+    if not specs:
+        raise LayerNotFoundError("an empty list of layers was given; name at least one layer.")
     wanted: set[str] = set()
     for one in specs:
         wanted.update(_resolve_one(model, one))

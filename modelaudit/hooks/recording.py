@@ -1,10 +1,11 @@
 """Record what layers receive, return and get as gradients, with hooks that live for one block.
 
 :func:`capture` registers, on each chosen layer, a forward-pre hook (what the layer
-received), a forward hook (what it returned) and, with ``grads=True``, a *full* backward hook
-(``register_full_backward_hook``; never the deprecated ``register_backward_hook``, whose
-gradients are wrong for modules made of several operations). Every hook is removed in a
-``finally``; the model comes back as it was.
+received), a forward hook (what it returned) and, with ``grads=True`` or
+``grad_inputs=True``, a *full* backward hook (``register_full_backward_hook``; never the
+deprecated ``register_backward_hook``, whose gradients are wrong for modules made of several
+operations: see below). Every hook is removed in a ``finally``; the model comes back as it
+was.
 
 Conventions:
 
@@ -13,7 +14,10 @@ Conventions:
 - Recorded tensors are detached copies: in-place operations after the layer (ReLU with
   ``inplace=True`` in DenseNet and ResNet) cannot change them.
 - ``grads[name]`` is the gradient of whatever was differentiated with respect to the layer's
-  output (a tuple for layers returning several tensors). Torch fires a full backward hook
+  output (a tuple for layers returning several tensors); ``grad_inputs[name]``
+  (``grad_inputs=True``) is the gradient with respect to the layer's positional tensor
+  inputs (a tuple for several inputs). An input that does not require grad gets ``None``
+  when no input of the layer does (a plain image fed to the first layer), else zeros. Torch fires a full backward hook
   once gradients with respect to the layer's *inputs* are computed, or, when no input of
   the layer requires grad (the first layer of a model fed a plain image), as soon as the
   gradient with respect to its output exists; both cases are recorded the same way, and
@@ -38,6 +42,28 @@ Example:
     (torch.Size([5, 4]), torch.Size([5, 2]))
     >>> bool((cap.grads["2"] == 1).all())   # d(sum)/d(output) is all ones
     True
+
+Why full backward hooks: the legacy ``register_backward_hook`` reports, as ``grad_input``,
+the gradient with respect to the inputs of the module's *last* operation. For a module
+computing ``x * 2 + 1`` that is d/d(x * 2) = 1 per unit of output gradient, not d/dx = 2:
+    >>> import warnings
+    >>> class Affine(nn.Module):
+    ...     def forward(self, x):
+    ...         return x * 2 + 1
+    >>> net = nn.Sequential(Affine())
+    >>> seen = {}
+    >>> h = net[0].register_backward_hook(lambda mod, gi, go: seen.update(legacy=gi[0]))
+    >>> x = torch.tensor([3.0], requires_grad=True)
+    >>> with warnings.catch_warnings():   # torch warns that this hook misses grad_input
+    ...     warnings.simplefilter("ignore")
+    ...     (net(x) * 5).sum().backward()
+    >>> h.remove()
+    >>> float(seen["legacy"]), float(x.grad)   # the legacy hook: 5; the truth: 5 * 2 = 10
+    (5.0, 10.0)
+    >>> with capture(net, "0", grads=True, grad_inputs=True) as cap:
+    ...     (net(torch.tensor([3.0], requires_grad=True)) * 5).sum().backward()
+    >>> float(cap.grads["0"]), float(cap.grad_inputs["0"])   # d/d output, d/d input
+    (5.0, 10.0)
 """
 
 from __future__ import annotations
@@ -112,6 +138,9 @@ class Capture:
             arguments kept as they are; keyword arguments are not recorded).
         grads: ``{layer: gradient with respect to the output}`` (a tuple for tuple outputs,
             ``None`` for outputs that got no gradient).
+        grad_inputs: ``{layer: gradient with respect to the input}``: one per positional
+            tensor argument (the tensor itself when there is one, else a tuple); an input
+            that does not require grad gets ``None`` (no input requires grad) or zeros.
         calls: ``{layer: number of calls in the latest pass}``.
         passes: how many times ``model`` itself was called.
         events: every hook firing, in order (:class:`HookEvent`).
@@ -127,15 +156,22 @@ class Capture:
         outputs: bool,
         grads: bool,
         calls: CallsPolicy,
+        grad_inputs: bool = False,
     ) -> None:
         self.layers: tuple[str, ...] = tuple(layers)
         self.outputs = LayerRecords(lambda key: self._explain(key, "outputs"))
         self.inputs = LayerRecords(lambda key: self._explain(key, "inputs"))
         self.grads = LayerRecords(lambda key: self._explain(key, "grads"))
+        self.grad_inputs = LayerRecords(lambda key: self._explain(key, "grad_inputs"))
         self.calls: dict[str, int] = dict.fromkeys(layers, 0)
         self.passes = 0
         self.events: list[HookEvent] = []
-        self._wanted = {"inputs": inputs, "outputs": outputs, "grads": grads}
+        self._wanted = {
+            "inputs": inputs,
+            "outputs": outputs,
+            "grads": grads,
+            "grad_inputs": grad_inputs,
+        }
         self._policy = calls
         self._fired: dict[str, int] = dict.fromkeys(layers, 0)
         self._ran: set[str] = set()
@@ -152,7 +188,7 @@ class Capture:
         for name in self.layers:
             self.calls[name] = 0
             self._fired[name] = 0
-        for records in (self.inputs, self.outputs, self.grads):
+        for records in (self.inputs, self.outputs, self.grads, self.grad_inputs):
             records.clear()
 
     def _store(self, records: LayerRecords, name: str, call: int, value: Any) -> None:
@@ -176,7 +212,7 @@ class Capture:
                 f"layer {key!r} did not run in the latest forward pass "
                 f"({self.passes} pass(es) seen inside the block)."
             )
-        if kind == "grads":
+        if kind in ("grads", "grad_inputs"):
             return (
                 f"no gradient reached layer {key!r}. Run the backward pass (y.backward() or "
                 "torch.autograd.grad) inside the `with` block; the layer's output must require "
@@ -232,8 +268,12 @@ def _make_hooks(
         cap.events.append(HookEvent("backward", name, call))
         if cap._policy != "all" and n and call != n - 1:
             return  # "last": only the last call's gradient is kept
-        grad = grad_output[0] if len(grad_output) == 1 else tuple(grad_output)
-        cap._store(cap.grads, name, call, map_tensors(keep, grad))
+        if cap._wanted["grads"]:
+            grad = grad_output[0] if len(grad_output) == 1 else tuple(grad_output)
+            cap._store(cap.grads, name, call, map_tensors(keep, grad))
+        if cap._wanted["grad_inputs"]:
+            grad_in = grad_input[0] if len(grad_input) == 1 else tuple(grad_input)
+            cap._store(cap.grad_inputs, name, call, map_tensors(keep, grad_in))
 
     return pre_hook, forward_hook, backward_hook
 
@@ -273,12 +313,13 @@ def capture(
     inputs: bool = False,
     outputs: bool = True,
     grads: bool = False,
+    grad_inputs: bool = False,
     reduce: Callable[[torch.Tensor], Any] | None = None,
     to_cpu: bool = False,
     calls: CallsPolicy = "last",
     strict: bool = True,
 ) -> Iterator[Capture]:
-    """Record inputs, outputs and output gradients of ``layers`` while the block runs.
+    """Record inputs, outputs and gradients of ``layers`` while the block runs.
 
     Args:
         model: the model; a new pass starts each time it is called.
@@ -289,6 +330,10 @@ def capture(
         grads: record the gradient with respect to each layer's output (full backward
             hook). Modules with ``inplace=True`` (ReLU...) run out-of-place inside the
             block, because full backward hooks forbid in-place changes of hooked tensors.
+        grad_inputs: record the gradient with respect to each layer's positional tensor
+            inputs (``grad_input`` of the same full backward hook; ``None`` or zeros for
+            an input that does not require grad). In-place modules run out-of-place, as for
+            ``grads``.
         reduce: applied to each (detached) tensor before it is kept, e.g.
             ``lambda t: t.shape`` or ``lambda t: t.mean((2, 3))``, so full tensors need not
             be held.
@@ -319,7 +364,15 @@ def capture(
     if reduce is not None and not callable(reduce):
         raise TypeError(f"reduce must be a callable tensor -> value; got {type(reduce).__name__}")
     resolved = resolve_layers(model, layers)
-    cap = Capture(list(resolved), inputs=inputs, outputs=outputs, grads=grads, calls=calls)
+    cap = Capture(
+        list(resolved),
+        inputs=inputs,
+        outputs=outputs,
+        grads=grads,
+        calls=calls,
+        grad_inputs=grad_inputs,
+    )
+    backward = grads or grad_inputs
     keep = keeper(reduce, to_cpu)
     handles: list[RemovableHandle] = []
     full_flags: list[tuple[nn.Module, bool | None]] = []
@@ -327,13 +380,13 @@ def capture(
     with contextlib.ExitStack() as stack:
         try:
             _register_hooks(model, resolved, cap, keep, handles, full_flags)
-            if grads:
+            if backward:
                 stack.enter_context(_out_of_place(model))
                 stack.enter_context(_silence_output_side_warning())
             yield cap
             finished = True
         except RuntimeError as exc:
-            if grads and _INPLACE_ERROR.search(str(exc)) and hasattr(exc, "add_note"):
+            if backward and _INPLACE_ERROR.search(str(exc)) and hasattr(exc, "add_note"):
                 exc.add_note(_inplace_note(cap.layers))
             raise
         finally:
@@ -361,19 +414,24 @@ def _register_hooks(
             lambda m, a: cap._new_pass() if cap._active else None, prepend=True
         )
     )
-    grads = cap._wanted["grads"]
+    backward = cap._wanted["grads"] or cap._wanted["grad_inputs"]
     for name, module in resolved.items():
         pre_hook, forward_hook, backward_hook = _make_hooks(cap, name, keep)
         handles.append(module.register_forward_pre_hook(pre_hook))
         handles.append(module.register_forward_hook(forward_hook))
-        if grads:
-            if module._is_full_backward_hook is False:
+        if backward:
+            if module._is_full_backward_hook is False and module._backward_hooks:
                 raise HookError(
                     f"layer {name!r} already has a hook registered with the deprecated "
                     "register_backward_hook; torch cannot mix it with the full backward "
-                    "hook grads=True needs. Remove that hook (or capture without grads)."
+                    "hook grads=True / grad_inputs=True needs. Remove that hook (or capture "
+                    "without gradients)."
                 )
             full_flags.append((module, module._is_full_backward_hook))
+            # A legacy hook that was registered and then removed leaves torch's flag at
+            # False, and torch would refuse the full hook; no legacy hook is left, so clear
+            # it for the block (_remove_hooks puts False back).
+            module._is_full_backward_hook = module._is_full_backward_hook or None
             handles.append(module.register_full_backward_hook(backward_hook))
 
 
@@ -391,8 +449,8 @@ def _remove_hooks(
 def _inplace_note(layers: tuple[str, ...]) -> str:
     """The note added to torch's error when a hooked output is changed in place."""
     return (
-        "modelaudit.hooks.capture(grads=True) uses full backward hooks, and torch forbids "
-        "modifying a hooked layer's output in place. Code after one of the layers "
+        "modelaudit.hooks.capture(grads=True or grad_inputs=True) uses full backward hooks, "
+        "and torch forbids modifying a hooked layer's output in place. Code after one of the layers "
         f"{list(layers)} changes its output in place (e.g. `out += identity` in "
         "a ResNet block; in-place modules were already switched off): capture the "
         "gradient of a later layer instead (e.g. the enclosing block)."

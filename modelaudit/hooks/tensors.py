@@ -17,6 +17,29 @@ Example (the seed walk-through: ``a = w + x; b = w + 1; y = a * b`` at w=1, x=2)
     ...     y.backward()
     >>> float(tg["a"]), float(tg["b"]), float(w.grad)   # dy/da = b, dy/db = a, dy/dw = a + b
     (2.0, 3.0, 5.0)
+
+Next to a hook of your own that rewrites the gradient, *order matters*: the hooks of a tensor
+run in the order they were registered, each receiving what the previous one returned. With
+the tutorial's ``grad *= 2; return grad * 3`` on ``a``, a tensor watched *before* that hook
+records the true dy/da = 2; watched *after* it, the rewritten 6 * 2 = 12. ``w.grad`` is 15
+(= 12 + a) either way, not 5. The recorded value is a copy, so the rewrite's in-place
+``grad *= 2`` cannot reach it:
+    >>> def rewrite(grad):
+    ...     grad *= 2
+    ...     return grad * 3
+    >>> def run(watch_first):
+    ...     w = torch.tensor(1.0, requires_grad=True)
+    ...     with tensor_grads() as tg:
+    ...         a = w + x
+    ...         if watch_first:
+    ...             tg.watch("a", a)
+    ...         a.register_hook(rewrite)
+    ...         if not watch_first:
+    ...             tg.watch("a", a)
+    ...         (a * (w + 1)).backward()
+    ...     return float(tg["a"]), float(w.grad)
+    >>> run(watch_first=True), run(watch_first=False)
+    ((2.0, 15.0), (12.0, 15.0))
 """
 
 from __future__ import annotations

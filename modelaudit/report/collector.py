@@ -284,8 +284,12 @@ class AuditCollector:
     # -- the end of the run -----------------------------------------------------------------
 
     def update_baseline(self, path: Path) -> str:
-        """Store every metric marked ``updated`` into the baseline file, atomically."""
-        from modelaudit.baseline import Baseline
+        """Merge every metric marked ``updated`` into the baseline file, under its lock.
+
+        Other entries of the file, including those another run wrote meanwhile, are kept
+        (see :func:`modelaudit.baseline.update_baseline_file`).
+        """
+        from modelaudit.baseline import update_baseline_file
 
         updates: list[Comparison] = [
             c for e in self.entries for c in e.metrics if c.status == "updated"
@@ -293,9 +297,7 @@ class AuditCollector:
         if not updates:
             note = f"no metrics recorded: baseline {path} left unchanged"
         else:
-            baseline = Baseline.load(path)
-            stored = baseline.apply(updates)
-            baseline.save(path)
+            stored = update_baseline_file(path, updates)
             note = f"baseline updated: {path} ({stored} metrics written)"
         self.notes.append(f"modelaudit: {note}")
         return note

@@ -28,6 +28,10 @@ from modelaudit.errors import InvalidInputError
 __all__ = ["OPTIONS", "AuditOptions", "Option"]
 
 _OFF = frozenset({"none", "off", "false", "0", ""})
+_MODEL_FORMS = (
+    "Valid forms: a zoo name, 'pkg.module:factory' (called without arguments), or a "
+    ".pt/.pth state_dict file (with --audit-arch=SPEC unless the file names its 'arch')."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,6 +204,32 @@ class AuditOptions:
             max_samples=_whole(str(ini("audit_report_max_samples") or "64").strip() or "64"),
             seed_torch=True if seed is None else bool(seed),
         )
+
+    def check(self) -> None:
+        """Check the device and the model spec at start-up, without building the model.
+
+        Imports torch only when a model or a device other than ``cpu`` is set; what needs
+        the model built (a factory that raises, weights that do not fit) is found later.
+
+        Raises:
+            InvalidInputError: naming the option, what was wrong and the valid forms.
+        """
+        if self.device != "cpu":
+            from modelaudit.loading import resolve_device
+
+            try:
+                resolve_device(self.device)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"--audit-device / audit_device: {exc}") from None
+        if self.model is not None:
+            from modelaudit.loading import check_model_spec
+
+            try:
+                check_model_spec(self.model, arch=self.arch, base_dir=self.model_dir)
+            except InvalidInputError as exc:
+                raise InvalidInputError(
+                    f"--audit-model={self.model} / audit_model: {exc}\n{_MODEL_FORMS}"
+                ) from None
 
 
 def _path(value: str | None, base: Path) -> Path | None:

@@ -100,3 +100,42 @@ def test_bad_metric_and_missing_images_are_clear_errors() -> None:
         InvalidInputError, match="assert_faithful needs the images the maps explain: pass images="
     ):
         ma.assert_faithful(Bright(), maps, at_most=1)
+
+
+@pytest.mark.parametrize(
+    ("bound", "message"),
+    [
+        ({"at_most": 1}, r"assert_faithful: at_most=1 always passes: deletion_auc lies in "
+                         r"\[0, 1\], so every value is <= 1. Give at_most in \[0, 1\)."),
+        ({"at_most": -0.1}, r"at_most=-0.1 can never pass"),
+        ({"at_least": 0}, r"at_least=0 always passes: .* Give at_least in \(0, 1\]."),
+        ({"at_least": 1.2}, r"at_least=1.2 can never pass"),
+    ],
+)  # fmt: skip
+def test_an_auc_bound_outside_0_1_is_invalid_for_class_targets(bound: dict, message: str) -> None:
+    images, maps = bright_half()
+    forwards: list[int] = []
+
+    class Counting(Bright):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            forwards.append(x.shape[0])
+            return super().forward(x)
+
+    with pytest.raises(InvalidInputError, match=message):
+        ma.assert_faithful(Counting(), maps, images=images, target=0, steps=8, **bound)
+    assert forwards == []  # rejected before any forward pass
+    insertion = message.replace("deletion_auc", "insertion_auc")
+    with pytest.raises(InvalidInputError, match=insertion):
+        ma.assert_faithful(Counting(), maps, images=images, metric="insertion", target=0, **bound)
+
+
+def test_a_callable_targets_auc_is_unbounded_so_any_bound_is_kept() -> None:
+    images, maps = bright_half()
+    # a raw score, 3 * logit = 24 * mean brightness: 12, 9, 6, 3, 0, 0, 0, 0, 0 over 8 steps
+    score = lambda out: 3 * out[:, 0]  # noqa: E731
+    rec = ma.assert_faithful(Bright(), maps, images=images, target=score, at_most=3.5, steps=8)
+    # trapezoid: (12 + 9 + 6 + 3 - 12 / 2) / 8 = 3.0, outside [0, 1]
+    assert rec.values == pytest.approx((3.0, 3.0))
+    assert ma.assert_faithful(Bright(), maps, images=images, target=score, at_least=1.5, steps=8)
+    with pytest.raises(AuditFailure):
+        ma.assert_faithful(Bright(), maps, images=images, target=score, at_least=4, steps=8)

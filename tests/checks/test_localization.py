@@ -108,7 +108,7 @@ def test_mean_aggregation() -> None:
     assert str(err).splitlines()[:2] == [
         "assert_mass_in_box: mass_in_box >= 0.7 must hold for the mean over 3 samples; "
         "1 of 3 samples fail.",
-        "  obtained: 0.6667 (mean); mean 0.6667",
+        "  obtained: 0.6667 (mean)",
     ]
 
 
@@ -188,6 +188,47 @@ def test_bound_and_aggregate_validation() -> None:
         ma.assert_mass_in_box(maps, b, at_least="high")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="images has 2 samples but the maps have 1"):
         ma.assert_mass_in_box(maps, b, at_least=0.1, images=torch.rand(2, 3, 8, 8))
+
+
+@pytest.mark.parametrize("check", ["assert_mass_in_box", "assert_pointing_game", "assert_iou"])
+@pytest.mark.parametrize(
+    ("bound", "message"),
+    [
+        ({"at_least": -0.1}, r"at_least=-0.1 always passes: \w+ lies in \[0, 1\], so every "
+                             r"value is >= -0.1. Give at_least in \(0, 1\]."),
+        ({"at_least": 0.0}, r"at_least=0 always passes"),
+        ({"at_least": 1.5}, r"at_least=1.5 can never pass: \w+ lies in \[0, 1\], so no value "
+                            r"is >= 1.5. Give at_least in \(0, 1\]."),
+        ({"at_most": 1}, r"at_most=1 always passes: .* Give at_most in \[0, 1\)."),
+        ({"at_most": -0.5}, r"at_most=-0.5 can never pass"),
+    ],
+)  # fmt: skip
+def test_a_bound_outside_0_1_is_invalid_for_every_localization_check(
+    check: str, bound: dict, message: str
+) -> None:
+    # rejected before any verdict, for boxes and for a bool mask (mass_in_mask) alike
+    for region in (
+        boxes(2),
+        torch.zeros(2, 8, 8, dtype=torch.bool).index_fill_(1, torch.tensor([1]), True),
+    ):
+        with (
+            collect_records() as got,
+            pytest.raises(InvalidInputError, match=f"{check}: {message}"),
+        ):
+            getattr(ma, check)(corner_maps(2, 0), region, **bound)
+        assert got == []
+
+
+def test_the_ends_of_0_1_that_decide_something_are_kept() -> None:
+    maps = corner_maps(1, 1)
+    rec = ma.assert_pointing_game(maps[:1], boxes(1), at_least=1.0)  # every sample a hit
+    assert rec.passed and rec.values == (1.0,)
+    err = failure(ma.assert_pointing_game, maps, boxes(2), at_least=1.0)
+    assert err.record.failing == (1,)
+    # "the model puts no mass at all here": at_most=0 on the box the second map avoids
+    assert ma.assert_mass_in_box(maps[1:], boxes(1), at_most=0.0).values == (0.0,)
+    assert failure(ma.assert_mass_in_box, maps, boxes(2), at_most=0.0).record.failing == (0,)
+    assert failure(ma.assert_iou, maps, boxes(2), at_least=1.0).record.values[1] == 0.0
 
 
 # ---------------------------------------------------------------- pointing game and IoU

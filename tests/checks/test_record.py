@@ -81,7 +81,7 @@ def test_a_single_item_is_the_only_sample() -> None:
     rec = fails("assert_demo", "score", [0.25], at_least=0.5)
     assert rec.message.splitlines()[:2] == [
         "assert_demo: score >= 0.5 must hold for every sample; 1 of 1 sample fail.",
-        "  obtained: 0.25 (the only sample); mean 0.25",
+        "  obtained: 0.25 (the only sample)",
     ]
 
 
@@ -125,7 +125,7 @@ def test_mean_aggregate_passes_on_the_mean_but_still_names_failing_items() -> No
     rec = fails("assert_demo", "score", [0.9, 0.2, 0.6], at_least=0.6, aggregate="mean")
     assert rec.message.splitlines()[:3] == [
         "assert_demo: score >= 0.6 must hold for the mean over 3 samples; 1 of 3 samples fail.",
-        "  obtained: 0.5667 (mean); mean 0.5667",
+        "  obtained: 0.5667 (mean)",
         "  expected: >= 0.6",
     ]
     rec = fails("assert_demo", "drop", [0.1, 0.4, 0.3], at_most=0.25, aggregate="mean")
@@ -202,6 +202,72 @@ def test_bad_bounds_and_aggregates_are_invalid_input(kwargs: dict, message: str)
     with collect_records() as got, pytest.raises(InvalidInputError, match=message):
         decide("assert_demo", "score", [0.5], **kwargs)
     assert got == []  # nothing decided, nothing emitted
+
+
+# ---------------------------------------------------------------- bounds of a bounded metric
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        # at_least must lie in (lo, hi]: at lo or below it always passes, above hi never
+        ({"at_least": -0.1}, r"assert_demo: at_least=-0.1 always passes: score lies in \[0, 1\], "
+                             r"so every value is >= -0.1. Give at_least in \(0, 1\]."),
+        ({"at_least": 0}, r"at_least=0 always passes"),
+        ({"at_least": 1.5}, r"assert_demo: at_least=1.5 can never pass: score lies in \[0, 1\], "
+                            r"so no value is >= 1.5. Give at_least in \(0, 1\]."),
+        ({"at_least": 1.0000001}, r"at_least=1.0000001 can never pass"),
+        # at_most must lie in [lo, hi): at hi or above it always passes, below lo never
+        ({"at_most": 1}, r"assert_demo: at_most=1 always passes: score lies in \[0, 1\], so "
+                         r"every value is <= 1. Give at_most in \[0, 1\)."),
+        ({"at_most": 7}, r"at_most=7 always passes"),
+        ({"at_most": -0.25}, r"at_most=-0.25 can never pass: .* no value is <= -0.25"),
+    ],
+)  # fmt: skip
+def test_a_bound_outside_the_metrics_range_is_invalid_input(kwargs: dict, message: str) -> None:
+    with collect_records() as got, pytest.raises(InvalidInputError, match=message):
+        decide("assert_demo", "score", [0.5], bounds=(0, 1), **kwargs)
+    assert got == []  # nothing decided, nothing emitted
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "values", "passed"),
+    [
+        ({"at_least": 1.0}, [1.0, 1.0], True),  # the best value, asked of every sample
+        ({"at_least": 1.0}, [1.0, 0.99], False),
+        ({"at_least": 1e-9}, [0.0, 0.5], False),  # just above lo: decides something
+        ({"at_most": 0.0}, [0.0, 0.0], True),  # "no mass at all here"
+        ({"at_most": 0.0}, [0.0, 0.01], False),
+        ({"at_most": 0.999}, [1.0], False),
+    ],
+)  # fmt: skip
+def test_bounds_at_the_useful_end_of_the_range_are_kept(
+    kwargs: dict, values: list[float], passed: bool
+) -> None:
+    if passed:
+        rec = decide("assert_demo", "score", values, bounds=(0.0, 1.0), **kwargs)
+    else:
+        rec = fails("assert_demo", "score", values, bounds=(0.0, 1.0), **kwargs)
+    assert rec.passed is passed and rec.bound == next(iter(kwargs.values()))
+
+
+def test_a_signed_range_and_no_range() -> None:
+    with pytest.raises(
+        InvalidInputError, match=r"at_least=-1 always passes: rho lies in \[-1, 1\]"
+    ):
+        decide("assert_demo", "rho", [0.3], at_least=-1, bounds=(-1, 1))
+    assert decide("assert_demo", "rho", [-0.5], at_least=-0.9, bounds=(-1, 1)).passed
+    assert decide("assert_demo", "rho", [-1.0], at_most=-1, bounds=(-1, 1)).passed  # lo is kept
+    assert fails("assert_demo", "rho", [0.0], at_most=-0.5, bounds=(-1, 1)).failing == (0,)
+    # an unbounded metric (bounds=None, the default) accepts any bound, as before
+    assert decide("assert_demo", "logit", [3.0], at_least=-1e9).passed
+    assert fails("assert_demo", "logit", [3.0], at_least=1e9).obtained == 3.0
+
+
+@pytest.mark.parametrize("bounds", [(1, 0), (0, 0), (0, NAN), (0,), [0, 1], (True, 2), "01"])
+def test_a_bad_range_is_invalid_input(bounds: object) -> None:
+    with pytest.raises(InvalidInputError, match=r"bounds must be a metric's range \(lo, hi\)"):
+        decide("assert_demo", "score", [0.5], at_least=0.5, bounds=bounds)  # type: ignore[arg-type]
 
 
 def test_an_empty_batch_is_an_error_not_a_pass() -> None:

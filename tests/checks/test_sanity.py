@@ -71,7 +71,7 @@ def test_a_model_aware_explainer_passes_and_steps_aggregate_as_documented() -> N
     )
     assert last.values == pytest.approx(tuple(last.details["per_step"][-1]))
     # at_least: the least similar step is the worst
-    low = ma.assert_map_changes_when_randomized(net, images, input_x_gradient, at_least=-1)
+    low = ma.assert_map_changes_when_randomized(net, images, input_x_gradient, at_least=0.25)
     per_step = torch.tensor(low.details["per_step"])
     assert low.values == pytest.approx(tuple(per_step.min(0).values.tolist()))
     with pytest.raises(InvalidInputError, match="at_step must be 'all' or 'last'; got 'first'"):
@@ -109,3 +109,40 @@ def test_maps_from_an_explainer_are_explained_again_on_the_randomised_models(
 def test_plain_images_without_an_explainer_are_a_clear_error() -> None:
     with pytest.raises(InvalidInputError, match="assert_map_changes_when_randomized needs an"):
         ma.assert_map_changes_when_randomized(small_net(), images_3x6(), at_most=0.5)
+
+
+@pytest.mark.parametrize("similarity", ["spearman", "ssim"])
+@pytest.mark.parametrize(
+    ("bound", "message"),
+    [
+        ({"at_most": 1.0}, r"at_most=1 always passes: \w+_after_randomization lies in "
+                           r"\[-1, 1\], so every value is <= 1. Give at_most in \[-1, 1\)."),
+        ({"at_most": -1.2}, r"at_most=-1.2 can never pass"),
+        ({"at_least": -1}, r"at_least=-1 always passes: .* Give at_least in \(-1, 1\]."),
+        ({"at_least": 1.01}, r"at_least=1.01 can never pass"),
+    ],
+)  # fmt: skip
+def test_a_similarity_bound_outside_minus_1_1_fails_before_any_randomisation(
+    similarity: str, bound: dict, message: str
+) -> None:
+    calls: list[int] = []
+
+    def counting(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return edges(model, x)
+
+    with pytest.raises(InvalidInputError, match=f"assert_map_changes_when_randomized: {message}"):
+        ma.assert_map_changes_when_randomized(
+            small_net(),
+            images_3x6(),
+            counting,
+            similarity=similarity,
+            **bound,  # type: ignore[arg-type]
+        )
+    assert calls == []  # rejected before the first explanation
+    # the useful end of the range is kept: the edges never change, so rho is 1 everywhere
+    if similarity == "spearman":
+        rec = ma.assert_map_changes_when_randomized(
+            small_net(), images_3x6(), counting, at_least=1.0
+        )
+        assert rec.values == (1.0, 1.0, 1.0) and calls

@@ -114,3 +114,45 @@ def test_plain_images_without_an_explainer_are_a_clear_error() -> None:
         r"or maps returned by a modelaudit explainer",
     ):
         ma.assert_stable(nn.Identity(), images_2x6(), at_most=0.1)
+
+
+@pytest.mark.parametrize(
+    ("measure", "bound", "message"),
+    [
+        ("spearman", {"at_most": 2}, r"at_most=2 always passes: map_change_noise lies in "
+                                     r"\[0, 2\], so every value is <= 2. Give at_most in \[0, 2\)."),
+        ("spearman", {"at_most": -0.1}, r"at_most=-0.1 can never pass"),
+        ("spearman", {"at_least": 0}, r"at_least=0 always passes: .* Give at_least in \(0, 2\]."),
+        ("spearman", {"at_least": 2.5}, r"at_least=2.5 can never pass"),
+        ("mean_abs", {"at_most": 1}, r"at_most=1 always passes: map_change_noise lies in "
+                                     r"\[0, 1\], .* Give at_most in \[0, 1\)."),
+        ("mean_abs", {"at_most": 1.5}, r"at_most=1.5 always passes"),
+        ("mean_abs", {"at_least": 1.5}, r"at_least=1.5 can never pass"),
+    ],
+)  # fmt: skip
+def test_a_change_bound_outside_the_measures_range_fails_before_any_explanation(
+    measure: str, bound: dict, message: str
+) -> None:
+    calls: list[int] = []
+
+    def counting(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return ramp(m, x)
+
+    with pytest.raises(InvalidInputError, match=f"assert_stable: {message}"):
+        ma.assert_stable(nn.Identity(), images_2x6(), counting, measure=measure, **bound)  # type: ignore[arg-type]
+    assert calls == []
+
+
+def test_spearman_change_reaches_2_so_bounds_above_1_still_decide() -> None:
+    images = images_2x6()
+
+    def reversed_under_noise(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        flat = ramp(m, x)
+        return flat if torch.equal(x, images) else flat.flip(-1)
+
+    # the ranking reverses: change 2 in every draw, above at_most=1.5 (a valid bound)
+    err = failure(ma.assert_stable, nn.Identity(), images, reversed_under_noise, at_most=1.5)
+    assert err.record.values == (2.0, 2.0)
+    rec = ma.assert_stable(nn.Identity(), images, reversed_under_noise, at_least=2.0)
+    assert rec.passed and rec.obtained == 2.0

@@ -173,3 +173,22 @@ def test_a_zero_dim_tensor_target_is_one_class_for_every_part(small_net):
         handle.remove()
     assert sizes == [2, 2, 1]
     torch.testing.assert_close(parts, whole, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("noise", ["mask", "input"])
+def test_seeded_sscam_map_of_an_image_does_not_depend_on_its_batch(small_net, noise):
+    # the noise used to be drawn for the rows of each masked forward in turn, so a seeded
+    # map changed with forward_batch and with the other images of the batch (~3e-4 here)
+    x = torch.rand(3, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    kw: dict = {"num_samples": 3, "std": 0.5, "seed": 7, "noise": noise}
+    kw |= {"relu": False, "normalize": False}
+    batch = explain("sscam", small_net, x, [0, 1, 2], "r2", **kw)
+    alone = explain("sscam", small_net, x[1:2], [1], "r2", **kw)
+    torch.testing.assert_close(alone[0], batch[1], rtol=0, atol=1e-12)
+    reordered = explain("sscam", small_net, x[[2, 1]], [2, 1], "r2", **kw)
+    torch.testing.assert_close(reordered[1], batch[1], rtol=0, atol=1e-12)
+    for b in (1, 2, 5):
+        got = explain("sscam", small_net, x, [0, 1, 2], "r2", forward_batch=b, **kw)
+        torch.testing.assert_close(got, batch, rtol=0, atol=1e-12)
+    other = explain("sscam", small_net, x, [0, 1, 2], "r2", **(kw | {"seed": 8}))
+    assert (other - batch).abs().amax() > 1e-6  # the seed matters: the noise is real

@@ -14,6 +14,7 @@ from modelaudit.explainers import (
     ablationcam,
     available_methods,
     cam,
+    eigencam,
     explain,
     gradcam,
     guided_backprop,
@@ -431,3 +432,209 @@ def test_fast_scorecam_rejects_a_non_positive_top_k():
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     with pytest.raises(InvalidInputError, match="top_k must be >= 1"):
         scorecam(net, torch.rand(1, 3, 8, 8), 0, "1", top_k=0)
+
+
+class SideBranch(nn.Module):
+    """conv-relu ["trunk"] -> pool -> fc; "side" runs on the trunk but its output is unused."""
+
+    def __init__(self, *, use_side_without_grad: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.trunk = nn.ReLU()
+        self.side = nn.Conv2d(4, 4, 1)
+        self.fc = nn.Linear(4, 3)
+        self.use_side_without_grad = use_side_without_grad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.trunk(self.conv(x))
+        s = self.side(a)
+        if self.use_side_without_grad:  # the output depends on "side", autograd does not see it
+            a = a + s.detach()
+        return self.fc(a.mean(dim=(2, 3)))
+
+
+LAYER_METHODS = sorted(set(BUILTIN) - INPUT_METHODS)
+
+
+@pytest.mark.parametrize("name", LAYER_METHODS)
+@pytest.mark.parametrize("layer", ["side", ["trunk", "side"]])
+def test_a_layer_that_does_not_reach_the_output_is_the_same_error_for_every_method(
+    hook_count, name, layer
+):
+    # Score-CAM and Ablation-CAM used to return all-zero maps, Eigen-CAM a full-range one;
+    # every gradient method used to give the listed side layer zero gradients silently.
+    torch.manual_seed(0)
+    net = SideBranch().train()
+    before = snapshot(net)
+    with pytest.raises(HookError, match=r"layer\(s\) \['side'\] ran, but the target score does not depend on their output"):  # fmt: skip
+        call(name, net, torch.rand(2, 3, 8, 8), [0, 2], layer)
+    assert hook_count(net) == 0
+    assert_same_state(before, snapshot(net))
+    assert all(p.grad is None for p in net.parameters())
+
+
+@pytest.mark.parametrize("name", ["scorecam", "ablationcam", "eigencam", "iscam"])
+def test_gradient_free_methods_explain_a_layer_used_without_gradients(name):
+    # autograd sees no path from "side" here, but replacing its output moves the score:
+    # the gradient-free methods still explain it, exactly as in the differentiable model
+    torch.manual_seed(0)
+    detached = SideBranch(use_side_without_grad=True)
+    x = torch.rand(2, 3, 8, 8)
+    raw = {"relu": False, "normalize": False}
+    got = explain(name, detached, x, [0, 2], "side", **raw)
+
+    class Differentiable(SideBranch):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            a = self.trunk(self.conv(x))
+            return self.fc((a + self.side(a)).mean(dim=(2, 3)))
+
+    same = Differentiable()
+    same.load_state_dict(detached.state_dict())
+    assert torch.equal(got, explain(name, same, x, [0, 2], "side", **raw))
+    assert (got.flatten(1).abs().amax(1) > 0).all()  # real maps, not zeros
+    with pytest.raises(HookError, match="does not depend on their output"):
+        gradcam(detached, x, [0, 2], "side")
+
+
+def test_a_forward_that_fails_under_autograd_still_runs_for_gradient_free_methods():
+    # in-place on a view of chunk() is an autograd error only; Eigen-CAM needs no autograd
+    # and so keeps working (run again without the reachability check)
+    torch.manual_seed(0)
+
+    class Chunked(nn.Module):
+        def __init__(self, inplace: bool) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = nn.Linear(2, 2)
+            self.inplace = inplace
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            a, b = self.conv(x).chunk(2, dim=1)
+            a = a.relu_() if self.inplace else a.relu()
+            return self.fc((a + b).mean(dim=(2, 3)))
+
+    x = torch.rand(2, 3, 8, 8)
+    inplace, plain = Chunked(True), Chunked(False)
+    plain.load_state_dict(inplace.state_dict())
+    with pytest.raises(RuntimeError, match="inplace"):  # the gradient methods cannot
+        gradcam(inplace, x, 0, "conv")
+    assert torch.equal(eigencam(inplace, x, 0, "conv"), eigencam(plain, x, 0, "conv"))
+
+
+def test_inputs_are_cast_to_the_models_floating_dtype(probed):
+    # used to fail inside the first conv: "Input type (float) and bias type (c10::Half)..."
+    x = torch.rand(2, 3, 8, 8)
+    double = call("gradcam", probed, x.double(), 1)
+    assert torch.equal(double, call("gradcam", probed, x.double().float(), 1))
+    assert double.inputs.dtype == torch.float32
+    half = ProbedNet().half()
+    for name in ["gradcam", "scorecam", "eigencam", "guided_backprop"]:
+        assert torch.equal(call(name, half, x, 1), call(name, half, x.half(), 1)), name
+    assert torch.isfinite(call("gradcam", half, x, 1)).all()
+
+
+def test_a_model_built_under_inference_mode_is_a_clear_error(hook_count):
+    with torch.inference_mode():
+        net = ProbedNet()
+    for name in ["gradcam", "scorecam", "guided_backprop"]:
+        with pytest.raises(InvalidInputError, match=r"built or loaded under torch\.inference_mode\(\).*torch\.no_grad\(\)"):  # fmt: skip
+            call(name, net, torch.rand(2, 3, 8, 8), 1)
+    assert hook_count(net) == 0 and net.training
+    assert all(p.is_inference() for p in net.parameters())  # untouched
+
+
+def test_a_torchscript_model_is_a_clear_error():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(4, 2))  # fmt: skip
+    with pytest.warns(FutureWarning):  # torch.jit.script is deprecated
+        scripted = torch.jit.script(net)
+    for name in ["gradcam", "eigencam", "input_gradients"]:
+        with pytest.raises(
+            InvalidInputError, match=r"TorchScript module .* Pass the eager nn\.Module"
+        ):
+            call(name, scripted, torch.rand(1, 3, 8, 8), 0, "1")
+
+    class Wrapper(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = scripted
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.body(x)
+
+    with pytest.raises(InvalidInputError, match=r"layer\(s\) \['body'\] are TorchScript"):
+        gradcam(Wrapper(), torch.rand(1, 3, 8, 8), 0, "body")
+    with pytest.raises(InvalidInputError, match=r"layer\(s\) \['body.1'\] are TorchScript"):
+        gradcam(Wrapper(), torch.rand(1, 3, 8, 8), 0, "body.1")
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+@pytest.mark.parametrize("name", ["gradcam", "scorecam", "ablationcam", "guided_backprop"])
+def test_wrong_channel_count_names_the_expected_channels(probed, hook_count, name, channels):
+    x = torch.rand(2, channels, 8, 8)
+    message = f"the model expects 3 input channels but the inputs have {channels}"
+    with pytest.raises(InvalidInputError, match=message):
+        call(name, probed, x, 0)
+    if name not in INPUT_METHODS:
+        with pytest.raises(InvalidInputError, match=message):  # the default layer's probe
+            explain(name, probed, x, 0, None)
+    assert hook_count(probed) == 0 and probed.training
+
+
+def test_a_model_error_that_is_not_about_channels_goes_through(probed):
+    class Broken(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("the model's own failure")
+
+    with pytest.raises(RuntimeError, match="the model's own failure") as info:
+        gradcam(Broken(), torch.rand(1, 3, 8, 8), 0, "conv")
+    assert not isinstance(info.value, InvalidInputError)
+    # a deeper convolution built for the wrong width: the inputs are right, torch's error stays
+    inner = nn.Sequential(nn.Conv2d(3, 3, 1), nn.Conv2d(8, 2, 1), nn.Flatten())
+    with pytest.raises(RuntimeError, match=r"expected input.* to have 8 channels") as info:
+        gradcam(inner, torch.rand(1, 3, 4, 4), 0, "0")
+    assert not isinstance(info.value, InvalidInputError)
+
+
+def test_layer_of_a_wrong_type_is_a_clear_error(probed):
+    # used to be TypeError: 'int' object is not iterable
+    with pytest.raises(InvalidInputError, match=r"a layer is a qualified name .*; got 123 of type int"):  # fmt: skip
+        gradcam(probed, torch.rand(1, 3, 8, 8), 0, 123)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("pass_size", [None, 1])
+def test_bools_in_a_target_list_are_rejected(probed, pass_size):
+    # [False, 0] used to explain class 0 for both samples (also when cut into passes)
+    with pytest.raises(InvalidInputError, match=r"target \[False, 0\] holds a bool"):
+        gradcam(probed, torch.rand(2, 3, 8, 8), [False, 0], "r2", pass_size=pass_size)
+    with pytest.raises(InvalidInputError, match="holds a bool"):
+        scorecam(probed, torch.rand(2, 3, 8, 8), [0, True], "r2")
+
+
+@pytest.mark.parametrize("error", [ValueError("the model's own failure"), torch.OutOfMemoryError("out of memory")])  # fmt: skip
+def test_ablation_probe_lets_the_models_own_exceptions_through(hook_count, error):
+    # the batch probe used to catch every exception and silently fall back
+    torch.manual_seed(0)
+
+    class FailsOnce(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = nn.Linear(4, 2)
+            self.calls = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            if self.calls == 2:  # 1: the capture, 2: the expand probe
+                raise error
+            return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+    net = FailsOnce().train()
+    with pytest.raises(type(error), match=str(error)):
+        ablationcam(net, torch.rand(2, 3, 8, 8), 0, "conv")
+    assert net.calls == 2 and hook_count(net) == 0 and net.training
+    assert all(p.requires_grad for p in net.parameters())

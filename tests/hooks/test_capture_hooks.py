@@ -487,7 +487,9 @@ def test_inplace_change_of_a_hooked_output_gets_an_explanatory_note():
     ):
         model(torch.ones(3, 2, requires_grad=True))
     (note,) = [n for n in info.value.__notes__ if "full backward hooks" in n]
-    assert note.startswith("modelaudit.hooks.capture(grads=True) uses full backward hooks")
+    assert note.startswith(
+        "modelaudit.hooks.capture(grads=True or grad_inputs=True) uses full backward hooks"
+    )
     assert "capture the gradient of a later layer" in note
     assert total_hooks(model) == 0
 
@@ -524,3 +526,113 @@ def test_state_is_unchanged_after_an_exception_inside_capture(resnet18):
         assert all(m._is_full_backward_hook is None for m in model.modules())
     finally:
         pristine.restore(model)
+
+
+# -- gradients with respect to a layer's inputs (grad_inputs=True) ------------------------------
+
+
+def test_grad_inputs_of_a_linear_is_grad_output_times_weight():
+    lin = nn.Linear(3, 2)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]))
+        lin.bias.zero_()
+    net = nn.Sequential(lin, nn.Identity())
+    x = torch.tensor([[1.0, -1.0, 0.5]], requires_grad=True)
+    c = torch.tensor([[2.0, 1.0]])
+    with capture(net, "0", grads=True, grad_inputs=True) as cap:
+        (net(x) * c).sum().backward()
+    # grad_output = c = [2, 1]; grad_input = c @ W = [2 + 4, 4 + 5, 6 + 6]
+    assert cap.grads["0"].tolist() == [[2.0, 1.0]]
+    assert cap.grad_inputs["0"].tolist() == [[6.0, 9.0, 12.0]]
+    assert x.grad is not None and x.grad.tolist() == [[6.0, 9.0, 12.0]]
+
+
+class TimesTwoPlusOne(nn.Module):
+    """Two operations in one module: y = x * 2 + 1, so dy/dx = 2."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2 + 1
+
+
+def test_grad_inputs_of_a_multi_op_module_is_the_gradient_wrt_its_input():
+    """The legacy register_backward_hook says 5 here (the last op's input); the truth is 10."""
+    net = nn.Sequential(TimesTwoPlusOne())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's FutureWarning about the legacy hook
+        seen: dict[str, torch.Tensor] = {}
+        legacy = net[0].register_backward_hook(lambda m, gi, go: seen.update(gi=gi[0]))
+        (net(torch.tensor([3.0], requires_grad=True)) * 5).sum().backward()
+        legacy.remove()
+    assert seen["gi"].tolist() == [5.0]  # d(5 y)/d(x * 2): the gradient of the add's input
+    with capture(net, "0", grads=True, grad_inputs=True) as cap:
+        (net(torch.tensor([3.0], requires_grad=True)) * 5).sum().backward()
+    assert cap.grads["0"].tolist() == [5.0] and cap.grad_inputs["0"].tolist() == [10.0]
+    assert net[0]._is_full_backward_hook is False  # torch's flag from the legacy hook, put back
+
+
+def test_a_removed_legacy_hook_does_not_block_gradient_capture():
+    """Torch leaves _is_full_backward_hook at False after the legacy hook is removed."""
+    net = nn.Sequential(nn.Linear(2, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net[0].register_backward_hook(lambda m, gi, go: None).remove()
+    with capture(net, "0", grads=True) as cap:  # raised HookError before the fix
+        net(torch.ones(1, 2, requires_grad=True)).sum().backward()
+    assert cap.grads["0"].tolist() == [[1.0, 1.0]]
+    assert net[0]._is_full_backward_hook is False and total_hooks(net) == 0
+
+
+def test_grad_inputs_alone_and_for_several_inputs():
+    class Mul(nn.Module):
+        def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return a * b
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mul = Mul()
+
+        def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return self.mul(a, b)
+
+    net = Net()
+    a = torch.tensor([2.0, 3.0], requires_grad=True)
+    b = torch.tensor([5.0, 7.0])  # no grad: torch fills its slot with zeros
+    with capture(net, "mul", grad_inputs=True) as cap:
+        (net(a, b) * torch.tensor([1.0, 10.0])).sum().backward()
+    grad_a, grad_b = cap.grad_inputs["mul"]
+    assert grad_a.tolist() == [5.0, 70.0]  # d/da = g * b
+    assert grad_b.tolist() == [0.0, 0.0]
+    with pytest.raises(RecordMissingError, match=r"pass grads=True to modelaudit\.hooks\.capture"):
+        cap.grads["mul"]
+
+
+def test_grad_inputs_per_call_with_calls_all(twice):
+    x = torch.randn(3, 2, requires_grad=True)
+    _, _, _, dh = _twice_truth(twice, x)
+    w = twice.lin.weight.detach()
+    with capture(twice, "lin", grads=True, grad_inputs=True, calls="all") as cap:
+        twice(x).sum().backward()
+    # call 1 gets h: d sum(y)/dh = 1 @ W; call 0 gets x: d sum(y)/dx = (1 @ W) @ W
+    torch.testing.assert_close(cap.grad_inputs["lin"][1], dh)
+    torch.testing.assert_close(cap.grad_inputs["lin"][0], dh @ w)
+    assert x.grad is not None
+    torch.testing.assert_close(cap.grad_inputs["lin"][0], x.grad)
+
+
+def test_grad_inputs_of_a_first_layer_fed_a_plain_image_is_none():
+    net = nn.Sequential(nn.Linear(2, 3), nn.Tanh())
+    with capture(net, "0", grads=True, grad_inputs=True) as cap:
+        net(torch.ones(1, 2)).sum().backward()  # the input does not require grad
+    assert cap.grad_inputs["0"] is None
+    assert cap.grads["0"].shape == (1, 3)
+
+
+def test_grad_inputs_not_requested_is_explained():
+    net = nn.Sequential(nn.Linear(2, 2))
+    with capture(net, "0", grads=True) as cap:
+        net(torch.ones(1, 2, requires_grad=True)).sum().backward()
+    with pytest.raises(
+        RecordMissingError, match=r"pass grad_inputs=True to modelaudit\.hooks\.capture"
+    ):
+        cap.grad_inputs["0"]

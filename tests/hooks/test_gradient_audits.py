@@ -5,13 +5,15 @@ The verdicts (records, failure text) are tested in tests/checks/test_gradients.p
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from torch import nn
 
 from modelaudit import InvalidInputError
 from modelaudit.hooks import ModelState, hook_grad_gaps, hook_gradient_effects, hooks_by_module
-from modelaudit.hooks.gradients import Gap
+from modelaudit.hooks.gradients import Gap, finite_difference_probes
 
 
 def rewrite(grad: torch.Tensor) -> torch.Tensor:
@@ -214,3 +216,139 @@ def test_a_hook_that_changes_the_output_is_flagged():
     fx = hook_gradient_effects(model, torch.ones(1, 2))
     assert fx.output_changed is True
     assert fx.gaps["input"].failed
+
+
+# -- autograd against finite differences -----------------------------------------------------
+
+
+class Tutorial(nn.Module):
+    """y = (x + w) * (w + 1) with a scalar parameter w = 1 and a scalar output (no classes)."""
+
+    def __init__(self, hook: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(1.0))
+        self.hook = hook
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = x + self.w
+        if self.hook is not None:
+            a.register_hook(self.hook)  # inside forward(): invisible to a hook inventory
+        return a * (self.w + 1)
+
+
+def test_probes_of_the_tutorial_with_the_rewriting_hook_inside_forward():
+    fd = finite_difference_probes(Tutorial(rewrite), torch.tensor(2.0))
+    assert list(fd.probes) == ["input", "parameter 'w'"] and fd.skipped == []
+    (px,), (pw,) = fd.probes["input"], fd.probes["parameter 'w'"]
+    # one element: one direction, the gradient's (+1); autograd 6b = 12 and 6b + a = 15
+    assert (px.direction, px.autograd, px.failed, px.kink) == ("gradient", 12.0, True, False)
+    assert (pw.direction, pw.autograd, pw.failed, pw.kink) == ("gradient", 15.0, True, False)
+    assert px.finite_difference == pytest.approx(2.0, abs=1e-8)  # b = w + 1
+    assert pw.finite_difference == pytest.approx(5.0, abs=1e-8)  # a + b
+    assert fd.failed == ["input", "parameter 'w'"]
+    assert pw.text() == "autograd 15 vs finite differences 5 along its gradient (|difference| 10)"
+
+
+def test_probes_of_the_tutorial_without_a_hook_agree():
+    fd = finite_difference_probes(Tutorial(), torch.tensor(2.0))
+    assert fd.failed == []
+    assert [p.autograd for p in fd.probes["parameter 'w'"]] == [5.0]
+    assert fd.worst("input").difference < 1e-8
+
+
+def test_the_probe_runs_on_a_copy_with_module_hooks_off(seed_model, seed_input):
+    """A module hook is the other measurement's business; the original is never run."""
+    calls: list[int] = []
+    seed_model.add.register_forward_hook(tensor_hook_on_a)
+    seed_model.register_forward_pre_hook(lambda m, a: calls.append(1))
+    fd = finite_difference_probes(seed_model, seed_input)
+    assert fd.failed == [] and calls == []
+    assert fd.worst("parameter 'add.w'").autograd == 5.0
+    assert seed_model.add.w.dtype == torch.float32 and seed_model.add.w.grad is None
+
+
+def test_parameters_beyond_the_limit_are_spread_evenly_and_listed():
+    model = nn.Sequential(*(nn.Linear(2, 2) for _ in range(3)))  # 6 parameters
+    fd = finite_difference_probes(model, torch.ones(1, 2), max_parameters=3)
+    # indices round(i * 5 / 2) for i = 0, 1, 2: 0, 2, 5 (the first and the last included)
+    assert list(fd.probes) == [
+        "input",
+        "parameter '0.weight'",
+        "parameter '1.weight'",
+        "parameter '2.bias'",
+    ]
+    assert fd.skipped == ["parameter '0.bias'", "parameter '1.bias'", "parameter '2.weight'"]
+    # one direction each by default: the unit gradient plus a unit random vector, normalised
+    assert [[p.direction for p in ps] for ps in fd.probes.values()] == [["gradient+random"]] * 4
+
+
+def test_a_relu_kink_is_a_kink_not_a_failure():
+    """s = sum(relu(x)) at x = [0, 0, 1, -1]: autograd's slope at 0 is 0, a central
+    difference straddling 0 gives 1/2, so along v they differ by (v1 + v2) / 2; 1e-3 away
+    from the kinks both agree."""
+    model = nn.Sequential(nn.ReLU(), nn.Linear(4, 1, bias=False))
+    with torch.no_grad():
+        model[1].weight.fill_(1.0)
+    fd = finite_difference_probes(model, torch.tensor([[0.0, 0.0, 1.0, -1.0]]), directions=3)
+    assert [p.direction for p in fd.probes["input"]] == ["gradient+random", "random", "random"]
+    for p in fd.probes["input"]:
+        assert abs(p.autograd - p.finite_difference) > 1e-3  # the kink shows at the point
+        assert p.kink and not p.failed and p.difference < 1e-6  # and not 1e-3 away
+    # relu(x) = [0, 0, 1, 0] does not move with the weight: no kink there, exact agreement
+    assert not any(p.kink for p in fd.probes["parameter '1.weight'"])
+    assert fd.worst("parameter '1.weight'").difference < 1e-8
+    assert fd.failed == []
+
+
+def test_probe_settings_are_checked():
+    with pytest.raises(InvalidInputError, match="directions must be a positive int"):
+        finite_difference_probes(Tutorial(), torch.tensor(2.0), directions=0)
+    with pytest.raises(InvalidInputError, match="step must be > 0"):
+        finite_difference_probes(Tutorial(), torch.tensor(2.0), step=0.0)
+
+
+def test_a_scalar_model_with_a_module_hook_needs_no_target():
+    """Before: target_scores asked for (N, classes) logits; a scalar output is summed."""
+    model = Tutorial()
+    model.register_forward_hook(lambda m, args, y: y * 2)  # doubles y and its gradients
+    fx = hook_gradient_effects(model, torch.tensor(2.0))
+    assert fx.gaps["parameter 'w'"].left == 10.0 and fx.gaps["parameter 'w'"].right == 5.0
+    assert fx.gaps["input"].left == 4.0 and fx.output_changed
+
+
+def test_the_probe_uses_the_first_sample_and_its_target():
+    """logits = w x, targets [1, 0]: sample 0's class 1 gives ds/dw = x[0, 1] = 3.
+
+    The whole batch would give x[0, 1] + x[1, 0] = 3 + 5 = 8.
+    """
+
+    class Scale(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.tensor(1.0))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.w * x
+
+    x = torch.tensor([[2.0, 3.0], [5.0, 7.0]])
+    fd = finite_difference_probes(Scale(), x, target=[1, 0])
+    (pw,) = fd.probes["parameter 'w'"]
+    assert pw.autograd == 3.0 and pw.finite_difference == pytest.approx(3.0, abs=1e-8)
+    whole = finite_difference_probes(Scale(), x, target=[1, 0], samples=None)
+    assert whole.probes["parameter 'w'"][0].autograd == 8.0
+    assert [p.direction for p in fd.probes["input"]] == ["gradient+random"]  # (1, 2) input
+
+
+def test_a_model_that_needs_the_whole_batch_is_probed_on_all_of_it():
+    class Pairs(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.tensor(2.0))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            first, second = x  # exactly two rows: fails on one sample
+            return (self.w * first * second).sum()
+
+    fd = finite_difference_probes(Pairs(), torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    # s = w (1*3 + 2*4) = 11 w: ds/dw = 11 at the full batch
+    assert fd.probes["parameter 'w'"][0].autograd == 11.0 and fd.failed == []

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from modelaudit import LayerNotFoundError
+from modelaudit import InvalidInputError, LayerNotFoundError
 from modelaudit.hooks import (
     closest_layer_names,
     layer_names,
@@ -79,11 +79,18 @@ def test_pattern_class_instance_and_predicate_that_match_nothing():
         resolve_layers(model, [])
 
 
-def test_wrong_spec_types_are_type_errors():
-    with pytest.raises(TypeError, match="a layer must be a name, a glob pattern"):
+def test_wrong_spec_types_are_clear_errors_listing_the_accepted_specs():
+    # layer=123 used to be TypeError: 'int' object is not iterable
+    accepted = r"a layer is a qualified name .* a predicate .* or a list"
+    with pytest.raises(InvalidInputError, match=accepted + r".*; got 123 of type int"):
+        resolve_layers(tiny(), 123)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match=accepted + r".*; got 3 of type int"):
         resolve_layers(tiny(), [3])  # type: ignore[list-item]
-    with pytest.raises(TypeError, match=r"a layer class must be a subclass of nn\.Module; got int"):
+    with pytest.raises(
+        InvalidInputError, match=r"a layer class must be a subclass of nn\.Module; got int"
+    ):
         resolve_layers(tiny(), int)  # type: ignore[arg-type]
+    assert list(resolve_layers(tiny(), (n for n in ["1.0", "0.0"]))) == ["0.0", "1.0"]
 
 
 def test_resolve_layer_wants_exactly_one():

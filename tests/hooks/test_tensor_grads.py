@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import doctest
+from pathlib import Path
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -109,3 +112,42 @@ def test_product_rule_holds_for_all_values(w, x):
     assert tg["a"].item() == pytest.approx(w + 1)
     assert tg["b"].item() == pytest.approx(w + x)
     assert wt.grad is not None and wt.grad.item() == pytest.approx(2 * w + x + 1)
+
+
+def _readme_section(title: str) -> tuple[str, int]:
+    """README.md's ``## title`` section, fences blanked, and its first line number (0-based)."""
+    lines = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8").splitlines()
+    start = lines.index(f"## {title}")
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    # a fence line ends an example's expected output, as a blank line does in a docstring
+    body = ["" if line.startswith("```") else line for line in lines[start:end]]
+    return "\n".join(body) + "\n", start
+
+
+def test_the_readme_hooks_and_gradients_examples_run():
+    """README.md's examples (legacy vs full backward hook, 5 / 15, the in-forward hook)."""
+    text, lineno = _readme_section("Hooks and gradients")
+    test = doctest.DocTestParser().get_doctest(text, {}, "README.md", "README.md", lineno)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    report: list[str] = []
+    result = runner.run(test, out=report.append)
+    assert result.failed == 0, "".join(report)
+    assert result.attempted >= 18  # the section has 18 examples: they all ran
+
+
+def test_a_watch_after_a_rewriting_hook_records_the_rewritten_gradient():
+    """Tensor hooks run in registration order: after grad *= 2; return grad * 3, 2 is 12."""
+    w = torch.tensor(1.0, requires_grad=True)
+    x = torch.tensor(2.0)
+
+    def rewrite(grad: torch.Tensor) -> torch.Tensor:
+        grad *= 2
+        return grad * 3
+
+    with tensor_grads() as tg:
+        a = w + x
+        a.register_hook(rewrite)
+        tg.watch("a", a)
+        (a * (w + 1)).backward()
+    assert tg["a"].item() == 12.0  # 6 * dy/da, dy/da = w + 1 = 2
+    assert w.grad is not None and w.grad.item() == 15.0  # 12 + a, a = 3

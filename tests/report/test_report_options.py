@@ -72,3 +72,54 @@ def test_the_report_can_be_turned_off(off):
 def test_bad_values_are_library_errors(cli, ini, message):
     with pytest.raises(InvalidInputError, match=message):
         _resolve(cli=cli, ini=ini)
+
+
+def test_check_accepts_the_defaults_and_valid_specs(tmp_path):
+    (tmp_path / "w.pt").write_bytes(b"not read by check()")
+    AuditOptions().check()  # cpu, no model: nothing to import
+    AuditOptions(model="shapes-cnn", device="auto").check()
+    AuditOptions(model="torch.nn:Identity", device="cpu").check()
+    AuditOptions(model="w.pt", arch="shapes-cnn", model_dir=tmp_path).check()
+
+
+@pytest.mark.parametrize(
+    ("opts", "message"),
+    [
+        (
+            AuditOptions(device="tpu"),
+            "--audit-device / audit_device: 'tpu' is not a torch device: .*Use cpu, cuda, "
+            "cuda:N, mps or auto.",
+        ),
+        (
+            AuditOptions(model="shapes-cn"),
+            "--audit-model=shapes-cn / audit_model: 'shapes-cn' is not a zoo model, an "
+            "importable 'pkg.module:factory' or a .pt/.pth weights file: unknown model "
+            "'shapes-cn'; available models \\(closest first\\): 'shapes-cnn', ",
+        ),
+        (
+            AuditOptions(model="nopkg_for_test.sub:make"),
+            "cannot import module 'nopkg_for_test.sub' of model factory "
+            "'nopkg_for_test.sub:make': no module named 'nopkg_for_test.sub'",
+        ),
+        (
+            AuditOptions(model="gone.pth", model_dir=Path("/nonexistent-dir")),
+            "--audit-model=gone.pth / audit_model: weights file /nonexistent-dir/gone.pth "
+            "does not exist\nValid forms: a zoo name, 'pkg.module:factory'",
+        ),
+    ],
+)
+def test_check_names_the_option_and_the_valid_forms(opts, message):
+    with pytest.raises(InvalidInputError, match=message):
+        opts.check()
+
+
+def test_check_refuses_cuda_without_cuda(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(InvalidInputError) as info:
+        AuditOptions(device="cuda").check()
+    assert str(info.value) == (
+        "--audit-device / audit_device: device 'cuda' needs CUDA, but "
+        "torch.cuda.is_available() is False; use cpu or auto"
+    )
