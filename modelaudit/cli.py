@@ -558,6 +558,30 @@ def _class_name(index: int, info: dict[str, Any] | None) -> str:
     return f"{index} ({names[index]})" if index < len(names) else str(index)
 
 
+def _check_scale(scale: int, h: int, w: int) -> None:
+    if max(h, w) * scale > MAX_PNG_SIDE:
+        raise CLIError(
+            f"--scale {scale} would make a {h * scale} x {w * scale} PNG, above "
+            f"the limit of {MAX_PNG_SIDE} px per side; pass --scale "
+            f"{max(1, MAX_PNG_SIDE // max(h, w))} or less"
+        )
+
+
+def _normalized(x: torch.Tensor, args: argparse.Namespace) -> torch.Tensor:
+    """Apply ``--mean``/``--std`` to the (1, C, H, W) image tensor ``x``, if given."""
+    import torch
+
+    if args.mean is not None or args.std is not None:
+        mean = torch.tensor(args.mean or [0.0] * 3).view(1, 3, 1, 1).to(x)
+        std = torch.tensor(args.std or [1.0] * 3).view(1, 3, 1, 1).to(x)
+        if args.channels != 3:
+            raise CLIError("--mean/--std take 3 values, for 3-channel images")
+        if (std <= 0).any():
+            raise CLIError("--std values must be positive")
+        x = (x - mean) / std
+    return x
+
+
 def _cmd_explain(args: argparse.Namespace, say: _Progress) -> int:
     import torch
 
@@ -582,24 +606,11 @@ def _cmd_explain(args: argparse.Namespace, say: _Progress) -> int:
     if size is None:  # the image's own size goes to the model
         _check_sides((h, w), info, args.model, f"image {image_path} ({h} x {w} px)")
     _check_input_bytes(image.shape)
-    if max(h, w) * args.scale > MAX_PNG_SIDE:
-        raise CLIError(
-            f"--scale {args.scale} would make a {h * args.scale} x {w * args.scale} PNG, above "
-            f"the limit of {MAX_PNG_SIDE} px per side; pass --scale "
-            f"{max(1, MAX_PNG_SIDE // max(h, w))} or less"
-        )
+    _check_scale(args.scale, h, w)
     device = resolve_device(args.device)
     model = _load(args.model, args.arch, device, say)
 
-    x = torch.from_numpy(image)[None].to(device)
-    if args.mean is not None or args.std is not None:
-        mean = torch.tensor(args.mean or [0.0] * 3).view(1, 3, 1, 1).to(x)
-        std = torch.tensor(args.std or [1.0] * 3).view(1, 3, 1, 1).to(x)
-        if args.channels != 3:
-            raise CLIError("--mean/--std take 3 values, for 3-channel images")
-        if (std <= 0).any():
-            raise CLIError("--std values must be positive")
-        x = (x - mean) / std
+    x = _normalized(torch.from_numpy(image)[None].to(device), args)
     pixel_method = method in (input_gradients, guided_backprop)
     layer = args.layer
     if layer is None and info is not None and not pixel_method:

@@ -73,3 +73,36 @@ def test_a_module_imports_first_in_a_fresh_interpreter(module: str) -> None:
     code = f"import {module}; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+MAX_FUNCTION_LINES = 80  # docstring included: one job per function, readable in one screen
+
+
+def _long_functions(source: str, limit: int) -> list[tuple[str, int]]:
+    import ast
+
+    return [
+        (node.name, node.end_lineno - node.lineno + 1)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > limit
+    ]
+
+
+def test_the_length_rule_counts_a_long_function() -> None:
+    body = "\n".join(f"    x{i} = {i}" for i in range(4))
+    assert _long_functions(f"def f():\n{body}\n", limit=4) == [("f", 5)]
+    assert _long_functions(f"def f():\n{body}\n", limit=5) == []
+
+
+def test_no_function_in_the_package_is_longer_than_80_lines() -> None:
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "modelaudit"
+    found = {
+        f"{path.relative_to(package)}::{name}": length
+        for path in sorted(package.rglob("*.py"))
+        for name, length in _long_functions(path.read_text(), MAX_FUNCTION_LINES)
+    }
+    assert found == {}, f"split these into helpers: {found}"

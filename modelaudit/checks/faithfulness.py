@@ -83,14 +83,7 @@ def assert_faithful(
             always or never passes, checked before any forward pass.
     """
     __tracebackhide__ = True
-    if metric not in ("deletion", "insertion"):
-        raise InvalidInputError(f"metric must be 'deletion' or 'insertion'; got {metric!r}")
-    images = images if images is not None else getattr(maps, "inputs", None)
-    if images is None:
-        raise InvalidInputError(
-            "assert_faithful needs the images the maps explain: pass images=, or maps "
-            "returned by a modelaudit explainer (they carry their images)"
-        )
+    images = _checked_images(metric, maps, images)
     if target is None:
         target = getattr(maps, "targets", None)
     bounds = None if callable(target) else PROBABILITY_AUC_RANGE
@@ -121,3 +114,21 @@ def assert_faithful(
         },
         samples=display_samples(check_maps(maps), images, None),
     )
+
+
+def _checked_images(metric: str, maps: torch.Tensor, images: torch.Tensor | None) -> torch.Tensor:
+    """Validate ``metric`` and return the images the maps explain (``images`` or the maps').
+
+    Raises:
+        InvalidInputError: an unknown metric, or no images given or carried by the maps.
+    """
+    __tracebackhide__ = True
+    if metric not in ("deletion", "insertion"):
+        raise InvalidInputError(f"metric must be 'deletion' or 'insertion'; got {metric!r}")
+    images = images if images is not None else getattr(maps, "inputs", None)
+    if images is None:
+        raise InvalidInputError(
+            "assert_faithful needs the images the maps explain: pass images=, or maps "
+            "returned by a modelaudit explainer (they carry their images)"
+        )
+    return images

@@ -63,6 +63,7 @@ The same hook registered inside ``forward()``, on a scalar model (no classes, no
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -72,6 +73,7 @@ from torch import nn
 from modelaudit.checks.record import AuditRecord, conclude
 from modelaudit.errors import InvalidInputError
 from modelaudit.hooks.gradients import (
+    FiniteDifferenceProbes,
     GradientEffects,
     Inputs,
     finite_difference_probes,
@@ -229,6 +231,25 @@ def assert_hooks_preserve_gradients(
         if finite_differences
         else None
     )
+    return conclude(
+        _preserve_gradients_record(
+            fx, fd, _preserve_gradients_rule(atol, rtol, fd_atol, fd_rtol, fd is not None)
+        )
+    )
+
+
+@dataclasses.dataclass
+class _GradientItems:
+    """One item per gradient: labels, values, reasons and the failing indices."""
+
+    labels: list[str]
+    values: list[float]
+    reasons: list[str]
+    failing: list[int]
+
+
+def _gradient_items(fx: GradientEffects, fd: FiniteDifferenceProbes | None) -> _GradientItems:
+    """Merge hooks on vs off and autograd vs finite differences, per gradient."""
     probed = fd.probes if fd is not None else {}
     labels = list(fx.gaps) or list(probed)
     labels += [k for k in probed if k not in labels]
@@ -247,52 +268,66 @@ def assert_hooks_preserve_gradients(
         reasons.append("; ".join(p[2] for p in (bad or parts)))
         if bad:
             failing.append(i)
-    fd_failed = fd.failed if fd is not None else []
+    return _GradientItems(labels, values, reasons, failing)
+
+
+def _preserve_gradients_rule(
+    atol: float, rtol: float, fd_atol: float, fd_rtol: float, finite_differences: bool
+) -> str:
     rule = (
         "every gradient must be the same with and without the model's own hooks "
         f"(atol={atol:g}, rtol={rtol:g})"
     )
-    if fd is not None:
+    if finite_differences:
         rule += (
             " and agree with finite differences of the forward "
             f"(float64, atol={fd_atol:g}, rtol={fd_rtol:g})"
         )
+    return rule
+
+
+def _preserve_gradients_record(
+    fx: GradientEffects, fd: FiniteDifferenceProbes | None, rule: str
+) -> AuditRecord:
+    """The record of :func:`assert_hooks_preserve_gradients` (not yet concluded)."""
+    items = _gradient_items(fx, fd)
+    labels, values = items.labels, items.values
+    probed = fd.probes if fd is not None else {}
+    fd_failed = fd.failed if fd is not None else []
     notes = _culprit_lines(fx) if any(k in fx.gaps and fx.gaps[k].failed for k in labels) else []
     if fd_failed:
         notes += _finite_difference_lines(fd_failed, bool(fx.hooks))
-    return conclude(
-        AuditRecord(
-            check="hooks_preserve_gradients",
-            assertion="assert_hooks_preserve_gradients",
-            passed=not failing,
-            values=tuple(values) or (0.0,),
-            items=tuple(labels) or ("(the model has no module hooks)",),
-            unit="gradient",
-            direction="lower",
-            obtained=max(values, default=0.0),
-            failing=tuple(failing),
-            rule=rule,
-            reasons=tuple(reasons) if labels else (),
-            notes=tuple(notes),
-            details={
-                "largest_difference": {k: g.worst for k, g in fx.gaps.items()},
-                "hooks": [h.describe() for h in fx.hooks],
-                "responsible": [h.describe() for h, _ in fx.culprits],
-                "finite_differences": {
-                    k: {
-                        "autograd": fd.worst(k).autograd,
-                        "finite_difference": fd.worst(k).finite_difference,
-                        "difference": fd.worst(k).difference,
-                        "failed": fd.worst(k).failed,
-                    }
-                    for k in probed
+    return AuditRecord(
+        check="hooks_preserve_gradients",
+        assertion="assert_hooks_preserve_gradients",
+        passed=not items.failing,
+        values=tuple(values) or (0.0,),
+        items=tuple(labels) or ("(the model has no module hooks)",),
+        unit="gradient",
+        direction="lower",
+        obtained=max(values, default=0.0),
+        failing=tuple(items.failing),
+        rule=rule,
+        reasons=tuple(items.reasons) if labels else (),
+        notes=tuple(notes),
+        details={
+            "largest_difference": {k: g.worst for k, g in fx.gaps.items()},
+            "hooks": [h.describe() for h in fx.hooks],
+            "responsible": [h.describe() for h, _ in fx.culprits],
+            "finite_differences": {
+                k: {
+                    "autograd": fd.worst(k).autograd,
+                    "finite_difference": fd.worst(k).finite_difference,
+                    "difference": fd.worst(k).difference,
+                    "failed": fd.worst(k).failed,
                 }
-                if fd is not None
-                else {},
-                "kinks": sum(p.kink for ps in probed.values() for p in ps),
-                "not_probed": fd.skipped if fd is not None else [],
-            },
-        )
+                for k in probed
+            }
+            if fd is not None
+            else {},
+            "kinks": sum(p.kink for ps in probed.values() for p in ps),
+            "not_probed": fd.skipped if fd is not None else [],
+        },
     )
 
 

@@ -370,10 +370,7 @@ def decide(
         assertion, check, at_least=at_least, at_most=at_most, bounds=bounds
     )
     _check_aggregate(aggregate)
-    vals = _floats(values)
-    if not vals:
-        raise InvalidInputError(f"{assertion}: there are no values to check (an empty batch?)")
-    _check_one_per_value(assertion, len(vals), items=items, reasons=reasons)
+    vals = _checked_values(assertion, values, items=items, reasons=reasons)
     obtained, label, rule, extra = _aggregate(vals, bound, direction, aggregate, unit)
     op = ">=" if direction == "higher" else "<="
     failing = tuple(i for i, v in enumerate(vals) if not _holds(v, bound, direction))
@@ -402,6 +399,26 @@ def decide(
         samples=samples,
     )
     return conclude(record)
+
+
+def _checked_values(
+    assertion: str,
+    values: torch.Tensor | Sequence[float],
+    *,
+    items: Sequence[str],
+    reasons: Sequence[str],
+) -> list[float]:
+    """``values`` as floats, checked non-empty and with ``items`` / ``reasons`` one per value.
+
+    Raises:
+        InvalidInputError: no values, or ``items`` / ``reasons`` not one per value.
+    """
+    __tracebackhide__ = True
+    vals = _floats(values)
+    if not vals:
+        raise InvalidInputError(f"{assertion}: there are no values to check (an empty batch?)")
+    _check_one_per_value(assertion, len(vals), items=items, reasons=reasons)
+    return vals
 
 
 def conclude(record: AuditRecord) -> AuditRecord:

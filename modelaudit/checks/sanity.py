@@ -83,11 +83,8 @@ def assert_map_changes_when_randomized(
             before any model is randomised).
     """
     __tracebackhide__ = True
-    if at_step not in ("all", "last"):
-        raise InvalidInputError(f"at_step must be 'all' or 'last'; got {at_step!r}")
-    assertion, check = "assert_map_changes_when_randomized", f"{similarity}_after_randomization"
-    bounds = SIMILARITY_RANGE.get(similarity)
-    check_bound(assertion, check, at_least=at_least, at_most=at_most, bounds=bounds)
+    assertion = "assert_map_changes_when_randomized"
+    check, bounds = _checked_options(at_step, similarity, at_least=at_least, at_most=at_most)
     if explainer is None:
         explainer = explainer_from(images, "assert_map_changes_when_randomized")
     x, where = images_of(images), provenance(images, method=method, layer=layer)
@@ -95,12 +92,7 @@ def assert_map_changes_when_randomized(
         model, x, explainer, mode=mode, layers=layers, similarity=similarity, seed=seed
     )
     sim = res.similarity
-    if at_step == "last":
-        values, step_of = sim[-1], torch.full((sim.shape[1],), sim.shape[0] - 1)
-    elif at_most is not None:
-        values, step_of = sim.max(dim=0)
-    else:
-        values, step_of = sim.min(dim=0)
+    values, step_of = _values_at_step(sim, at_step, worst_is_max=at_most is not None)
     return decide(
         assertion,
         check,
@@ -122,6 +114,40 @@ def assert_map_changes_when_randomized(
         },
         samples=display_samples(res.original, x, None),
     )
+
+
+def _checked_options(
+    at_step: str, similarity: Similarity, *, at_least: float | None, at_most: float | None
+) -> tuple[str, Range | None]:
+    """Validate ``at_step`` and the bound; return the check's name and the metric's range.
+
+    Raises:
+        InvalidInputError: a bad ``at_step``, or a bound that always or never passes.
+    """
+    __tracebackhide__ = True
+    if at_step not in ("all", "last"):
+        raise InvalidInputError(f"at_step must be 'all' or 'last'; got {at_step!r}")
+    assertion, check = "assert_map_changes_when_randomized", f"{similarity}_after_randomization"
+    bounds = SIMILARITY_RANGE.get(similarity)
+    check_bound(assertion, check, at_least=at_least, at_most=at_most, bounds=bounds)
+    return check, bounds
+
+
+def _values_at_step(
+    sim: torch.Tensor, at_step: str, *, worst_is_max: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample's similarity and the step it comes from (``sim`` is ``(steps, N)``).
+
+    ``at_step="last"`` takes the last step; otherwise the worst step: the most similar
+    (``worst_is_max``, for an ``at_most`` bound) or the least similar.
+    """
+    if at_step == "last":
+        return sim[-1], torch.full((sim.shape[1],), sim.shape[0] - 1)
+    if worst_is_max:
+        values, step_of = sim.max(dim=0)
+    else:
+        values, step_of = sim.min(dim=0)
+    return values, step_of
 
 
 def _notes(

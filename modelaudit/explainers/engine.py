@@ -629,6 +629,36 @@ def _unreached_error(names: Sequence[str]) -> HookError:
     )
 
 
+def _check_reached(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layers: Mapping[str, nn.Module],
+    counts: Mapping[str, int],
+    nodes: dict[str, Any] | None,
+    scorer: TargetScorer,
+    scores: Any,
+    *,
+    gradients: bool,
+) -> None:
+    """Raise :class:`HookError` if a layer did not run or does not reach the target score."""
+    missing = [name for name, c in counts.items() if c == 0]
+    if missing:
+        raise HookError(
+            f"layer(s) {missing} did not run during the forward pass; explain a layer on the "
+            "path from the input to the output."
+        )
+    if nodes is not None:
+        unreached = _unreached(scores, nodes)
+        if not gradients:
+            unreached = [
+                name
+                for name in unreached
+                if not _replacing_changes_score(model, inputs, layers[name], scorer, scores)
+            ]
+        if unreached:
+            raise _unreached_error(unreached)
+
+
 def _capture_once(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -677,22 +707,7 @@ def _capture_once(
             model, inputs, layers, target, gradients=False, reshape=reshape,
             first_sample=first_sample, check_reach=False,
         )  # fmt: skip
-    missing = [name for name, c in counts.items() if c == 0]
-    if missing:
-        raise HookError(
-            f"layer(s) {missing} did not run during the forward pass; explain a layer on the "
-            "path from the input to the output."
-        )
-    if nodes is not None:
-        unreached = _unreached(scores, nodes)
-        if not gradients:
-            unreached = [
-                name
-                for name in unreached
-                if not _replacing_changes_score(model, inputs, layers[name], scorer, scores)
-            ]
-        if unreached:
-            raise _unreached_error(unreached)
+    _check_reached(model, inputs, layers, counts, nodes, scorer, scores, gradients=gradients)
     names = list(layers)
     acts = [records[name][0] for name in names]
     grads = gradients_of(scores, acts) if gradients else None  # scores have grad if on

@@ -568,76 +568,121 @@ def finite_difference_probes(
         >>> fd.failed
         ['input', "parameter 'w'"]
     """
+    _check_probe_settings(directions, step, atol, rtol)
+    xs = _as_tuple(inputs)
+    twin = _double_twin(model)
+    params, skipped = _chosen_parameters(twin, max_parameters)
+    run = _ProbeRun(twin, step, atol, rtol, torch.Generator().manual_seed(seed))
+    with disabled_hooks(twin):
+        probes = run.probe_all(xs, target, samples, params, directions)
+    return FiniteDifferenceProbes(probes, skipped, step)
+
+
+def _check_probe_settings(directions: int, step: float, atol: float, rtol: float) -> None:
+    """Raise :class:`InvalidInputError` on bad probe settings."""
     if isinstance(directions, bool) or not isinstance(directions, int) or directions < 1:
         raise InvalidInputError(f"directions must be a positive int; got {directions!r}")
     if not step > 0 or not atol >= 0 or not rtol >= 0:
         raise InvalidInputError(
             f"step must be > 0 and atol, rtol >= 0; got step={step}, atol={atol}, rtol={rtol}"
         )
-    xs = _as_tuple(inputs)
-    twin = _double_twin(model)
+
+
+def _chosen_parameters(
+    twin: nn.Module, max_parameters: int
+) -> tuple[list[tuple[str, torch.Tensor]], list[str]]:
+    """The (label, parameter) pairs to probe, spread evenly, and the labels skipped."""
     named = [(f"parameter {n!r}", p) for n, p in twin.named_parameters() if p.requires_grad]
     chosen = _spread(len(named), max_parameters)
     skipped = [label for i, (label, _) in enumerate(named) if i not in set(chosen)]
-    gen = torch.Generator().manual_seed(seed)
-    probes: dict[str, list[Probe]] = {}
-    with disabled_hooks(twin):
-        drv, out, target = _probe_pass(twin, xs, target, samples)
-        fixed = _fixed_target(out, target)
+    return [named[i] for i in chosen], skipped
+
+
+@dataclasses.dataclass
+class _ProbeRun:
+    """The float64 copy, its inputs and fixed target, and the probe settings."""
+
+    twin: nn.Module
+    step: float
+    atol: float
+    rtol: float
+    gen: torch.Generator
+    drv: tuple[torch.Tensor, ...] = ()
+    fixed: Target = None
+
+    def score(self) -> float:
+        return float(_score(self.twin(*self.drv), self.fixed).detach())
+
+    def grad_of(self, t: torch.Tensor) -> torch.Tensor:
+        (g,) = torch.autograd.grad(_score(self.twin(*self.drv), self.fixed), t, allow_unused=True)
+        return torch.zeros_like(t) if g is None else g.detach()
+
+    def central(self, t: torch.Tensor, v: torch.Tensor) -> float:
+        kept = t.detach().clone()
+        with torch.no_grad():
+            t.copy_(kept + self.step * v)
+        plus = self.score()
+        with torch.no_grad():
+            t.copy_(kept - self.step * v)
+        minus = self.score()
+        with torch.no_grad():
+            t.copy_(kept)
+        return (plus - minus) / (2 * self.step)
+
+    def gaussian(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.randn(t.shape, generator=self.gen, dtype=torch.float64).to(t.device)
+
+    def probe_all(
+        self,
+        xs: tuple[torch.Tensor, ...],
+        target: Target,
+        samples: int | None,
+        params: list[tuple[str, torch.Tensor]],
+        directions: int,
+    ) -> dict[str, list[Probe]]:
+        """Probe every floating-point input, then ``params`` (module hooks already off)."""
+        self.drv, out, target = _probe_pass(self.twin, xs, target, samples)
+        self.fixed = _fixed_target(out, target)
         tensors = [
-            (f"input {i}" if len(drv) > 1 else "input", x)
-            for i, x in enumerate(drv)
+            (f"input {i}" if len(self.drv) > 1 else "input", x)
+            for i, x in enumerate(self.drv)
             if x.requires_grad
-        ] + [named[i] for i in chosen]
+        ] + params
         if not tensors:
             raise InvalidInputError(
                 "nothing to differentiate: no floating-point input and no floating-point parameter."
             )
-
-        def score() -> float:
-            return float(_score(twin(*drv), fixed).detach())
-
-        def grad_of(t: torch.Tensor) -> torch.Tensor:
-            (g,) = torch.autograd.grad(_score(twin(*drv), fixed), t, allow_unused=True)
-            return torch.zeros_like(t) if g is None else g.detach()
-
-        def central(t: torch.Tensor, v: torch.Tensor) -> float:
-            kept = t.detach().clone()
-            with torch.no_grad():
-                t.copy_(kept + step * v)
-            plus = score()
-            with torch.no_grad():
-                t.copy_(kept - step * v)
-            minus = score()
-            with torch.no_grad():
-                t.copy_(kept)
-            return (plus - minus) / (2 * step)
-
-        def gaussian(t: torch.Tensor) -> torch.Tensor:
-            return torch.randn(t.shape, generator=gen, dtype=torch.float64).to(t.device)
-
-        grads = torch.autograd.grad(_score(out, fixed), [t for _, t in tensors], allow_unused=True)
+        grads = torch.autograd.grad(
+            _score(out, self.fixed), [t for _, t in tensors], allow_unused=True
+        )
+        probes: dict[str, list[Probe]] = {}
         for (label, t), g in zip(tensors, grads):
             g = torch.zeros_like(t) if g is None else g.detach()
-            probes[label] = []
-            for kind, v in _directions(g, t.numel(), directions, gaussian):
-                ad, fd = float((g * v).sum()), central(t, v)
-                if _close(ad, fd, atol, rtol):
-                    probes[label].append(Probe(label, kind, ad, fd, False, False, abs(ad - fd)))
-                    continue
-                # Disagreement: look again at a nearby point; a kink will have moved away.
-                kept = t.detach().clone()
-                with torch.no_grad():
-                    t.add_(1e-3 * (1 + kept.abs().mean()) * gaussian(t).sign())
-                try:
-                    ad2, fd2 = float((grad_of(t) * v).sum()), central(t, v)
-                finally:
-                    with torch.no_grad():
-                        t.copy_(kept)
-                persists = not _close(ad2, fd2, atol, rtol)
-                diff = abs(ad - fd) if persists else abs(ad2 - fd2)
-                probes[label].append(Probe(label, kind, ad, fd, persists, not persists, diff))
-    return FiniteDifferenceProbes(probes, skipped, step)
+            probes[label] = [
+                self.judge(label, kind, t, g, v)
+                for kind, v in _directions(g, t.numel(), directions, self.gaussian)
+            ]
+        return probes
+
+    def judge(
+        self, label: str, kind: str, t: torch.Tensor, g: torch.Tensor, v: torch.Tensor
+    ) -> Probe:
+        """One probe along ``v``; a disagreement is checked again at a nearby point."""
+        ad, fd = float((g * v).sum()), self.central(t, v)
+        if _close(ad, fd, self.atol, self.rtol):
+            return Probe(label, kind, ad, fd, False, False, abs(ad - fd))
+        # Disagreement: look again at a nearby point; a kink will have moved away.
+        kept = t.detach().clone()
+        with torch.no_grad():
+            t.add_(1e-3 * (1 + kept.abs().mean()) * self.gaussian(t).sign())
+        try:
+            ad2, fd2 = float((self.grad_of(t) * v).sum()), self.central(t, v)
+        finally:
+            with torch.no_grad():
+                t.copy_(kept)
+        persists = not _close(ad2, fd2, self.atol, self.rtol)
+        diff = abs(ad - fd) if persists else abs(ad2 - fd2)
+        return Probe(label, kind, ad, fd, persists, not persists, diff)
 
 
 def _probe_pass(

@@ -372,19 +372,32 @@ def capture(
         calls=calls,
         grad_inputs=grad_inputs,
     )
-    backward = grads or grad_inputs
-    keep = keeper(reduce, to_cpu)
+    finished = False
+    with _hooked(model, resolved, cap, keeper(reduce, to_cpu), grads or grad_inputs):
+        yield cap
+        finished = True
+    if finished and strict:
+        _check_all_ran(cap)
+
+
+@contextlib.contextmanager
+def _hooked(
+    model: nn.Module,
+    resolved: dict[str, nn.Module],
+    cap: Capture,
+    keep: Callable[[torch.Tensor], Any],
+    backward: bool,
+) -> Iterator[None]:
+    """Keep :func:`capture`'s hooks on ``resolved`` for the block; remove them after."""
     handles: list[RemovableHandle] = []
     full_flags: list[tuple[nn.Module, bool | None]] = []
-    finished = False
     with contextlib.ExitStack() as stack:
         try:
             _register_hooks(model, resolved, cap, keep, handles, full_flags)
             if backward:
                 stack.enter_context(_out_of_place(model))
                 stack.enter_context(_silence_output_side_warning())
-            yield cap
-            finished = True
+            yield
         except RuntimeError as exc:
             if backward and _INPLACE_ERROR.search(str(exc)) and hasattr(exc, "add_note"):
                 exc.add_note(_inplace_note(cap.layers))
@@ -392,8 +405,6 @@ def capture(
         finally:
             cap._active = False
             _remove_hooks(handles, full_flags)
-    if finished and strict:
-        _check_all_ran(cap)
 
 
 def _register_hooks(
