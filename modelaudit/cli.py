@@ -5,6 +5,7 @@
     modelaudit layers shapes-cnn                      # layer names and feature-map shapes
     modelaudit explain shapes-cnn cat.png --method gradcam++ --layer features.8 -o out.png
     modelaudit init mypkg.models:build_model          # a starter audits/ folder
+    modelaudit init weights.pt --arch mypkg.models:Net --dir audits-net  # from a state_dict
 
 A MODEL is what ``pytest --audit-model`` takes: a zoo name (``shapes-cnn``, ``resnet18``...,
 see :func:`modelaudit.zoo.available_models`), an importable ``pkg.module:factory`` (called
@@ -25,11 +26,12 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
@@ -221,17 +223,26 @@ def _add_init_command(sub: _Commands, common: _Parser) -> None:
         "init",
         parents=[common],
         help="write a starter audits/ folder for your own model",
-        description="Write pytest.ini, conftest.py and starter audits for FACTORY into "
-        "DIR. The model is built once to find its layers and classes. Structural audits "
-        "(shapes, gradients, hooks) run at once; attention audits wait for your labelled "
-        "images (fill in `labelled_batch` in conftest.py).",
+        description="Write pytest.ini, conftest.py and starter audits for MODEL into DIR. "
+        "The model is built once (imported from the current folder) to find its layers and "
+        "classes. Structural audits (shapes, gradients, hooks) run at once; attention audits "
+        "(localization, background, sanity, stability) wait for your labelled images (fill "
+        "in `labelled_batch` in conftest.py), whose box sizes choose the layer to explain.",
     )
     init.add_argument(
-        "factory", metavar="FACTORY", help="pkg.module:factory building your model (no arguments)"
+        "model",
+        metavar="MODEL",
+        help="pkg.module:factory building your model (no arguments), or a .pt/.pth "
+        "state_dict with --arch",
+    )
+    init.add_argument(
+        "--arch", metavar="SPEC", help="pkg.module:Factory to load a weights file into"
     )
     init.add_argument("--dir", default="audits", help="folder to create (default: audits)")
     _size_args(init, "input size of the audits")
-    init.add_argument("-l", "--layer", help="layer to explain (default: automatic)")
+    init.add_argument(
+        "-l", "--layer", help="pin the layer to explain (default: chosen from your boxes)"
+    )
     init.add_argument("--force", action="store_true", help="overwrite existing files")
 
 
@@ -244,11 +255,30 @@ def _zoo_info(spec: str) -> dict[str, Any] | None:
     return zoo.model_info(spec) if spec in zoo.available_models() else None
 
 
+@contextlib.contextmanager
+def _importable_cwd() -> Iterator[None]:
+    """The current folder first on ``sys.path`` for the block, as ``python -m`` would have it.
+
+    A user's ``pkg.module:factory`` usually sits in the project they run the command from,
+    which is not on ``sys.path`` when ``modelaudit`` runs as an installed script.
+    """
+    entry = str(Path.cwd())
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(entry)
+
+
 def _load(spec: str, arch: str | None, device: str | torch.device, say: _Progress) -> nn.Module:
+    """Build the model a spec names (every command loads through here), importing a
+    factory (or a weights file's ``--arch``) from the current folder."""
     from modelaudit.loading import load_model_spec
 
     say(f"loading {spec} ...")
-    return load_model_spec(spec, device=device, arch=arch)
+    with _importable_cwd():
+        return load_model_spec(spec, device=device, arch=arch)
 
 
 def _hw(
@@ -658,19 +688,114 @@ def _cmd_explain(args: argparse.Namespace, say: _Progress) -> int:
 # --------------------------------------------------------------------------- init
 
 
-def _cmd_init(args: argparse.Namespace, say: _Progress) -> int:
+_FACTORY_SPEC = r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*"
+
+
+def _init_model_spec(args: argparse.Namespace, folder: Path) -> tuple[str, str | None]:
+    """``(audit_model, audit_arch)`` for the generated pytest.ini, after checking MODEL.
+
+    A factory is written as given; a weights file as its path relative to the suite folder
+    (absolute when given absolute), with ``--arch`` as ``audit_arch``.
+    """
     import re
 
+    from modelaudit.loading import WEIGHT_SUFFIXES
+
+    spec = args.model
+    path = Path(spec).expanduser()
+    is_weights = spec.lower().endswith(WEIGHT_SUFFIXES) or (path.is_file() and ":" not in spec)
+    if not is_weights:
+        if not re.fullmatch(_FACTORY_SPEC, spec):
+            raise CLIError(
+                f"FACTORY must look like pkg.module:function, got {spec!r} (or pass a .pt/.pth "
+                "weights file with --arch; a zoo model needs no init: `pytest audits/ "
+                "--audit-model NAME`)"
+            )
+        if args.arch is not None:
+            raise CLIError(
+                f"--arch is only for a weights file (.pt/.pth); {spec} is a factory that builds "
+                "the model itself: drop --arch"
+            )
+        return spec, None
+    if not path.is_file():
+        raise CLIError(f"weights file {spec} does not exist")
+    if args.arch is None:
+        raise CLIError(
+            f"{spec} is a weights file: pass --arch pkg.module:Factory, the architecture its "
+            "state_dict loads into"
+        )
+    if path.is_absolute():
+        return path.as_posix(), args.arch
+    try:
+        return Path(os.path.relpath(path.resolve(), folder.resolve())).as_posix(), args.arch
+    except ValueError:  # another drive (Windows)
+        return path.resolve().as_posix(), args.arch
+
+
+def _init_classes(model: nn.Module, shape: tuple[int, ...]) -> int:
+    """The number of classes the model predicts for zeros of ``shape``."""
     import torch
 
-    from modelaudit._starter import FILE_NAMES, starter_files
+    try:
+        with torch.no_grad():
+            logits = model(_zeros(model, shape))
+    except Exception as exc:
+        hint = _size_hint((shape[-2], shape[-1]), None)
+        raise _probe_failed("an input", shape, exc, hint) from exc
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise CLIError(f"the model returned {got}; the audits expect (N, classes) logits")
+    return int(logits.shape[1])
 
-    if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", args.factory):
-        raise CLIError(
-            f"FACTORY must look like pkg.module:function, got {args.factory!r} (a zoo model "
-            "needs no init: `pytest audits/ --audit-model NAME`)"
-        )
+
+def _init_layer(
+    model: nn.Module, args: argparse.Namespace, shape: tuple[int, ...]
+) -> tuple[str | None, str]:
+    """The pinned layer (``--layer``, else None) and the layer reasoning for conftest.py."""
+    from modelaudit._starter import layer_comment
+    from modelaudit.errors import LayerNotFoundError
+    from modelaudit.explainers.layer_choice import MIN_CELLS, choose_layer
+
+    pinned = None
+    if args.layer is not None:
+        from modelaudit.hooks import resolve_layer
+
+        pinned = resolve_layer(model, args.layer)[0]
+    try:
+        choice = choose_layer(model, _zeros(model, shape))
+    except LayerNotFoundError:
+        if pinned is None:
+            raise CLIError(
+                "no convolutional feature map found to explain; pass --layer (see "
+                f"`modelaudit layers {args.model}`)"
+            ) from None
+        return pinned, f"# CAM_LAYER pins {pinned!r} (modelaudit init --layer)."
+    spec = args.model if args.arch is None else f"{args.model} --arch {args.arch}"
+    hw = (int(shape[-2]), int(shape[-1]))
+    comment = layer_comment(
+        choice.candidates, hw, min_cells=MIN_CELLS, default=choice.name, pinned=pinned, spec=spec
+    )
+    return pinned, comment
+
+
+def _takes_other_sizes(model: nn.Module, c: int, h: int, w: int) -> bool:
+    """Whether the model runs on other input sizes (the shape audit draws sides within 25%)."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            model(_zeros(model, (1, c, h * 5 // 4, w * 3 // 4)))
+    except Exception:
+        return False
+    return True
+
+
+def _cmd_init(args: argparse.Namespace, say: _Progress) -> int:
+    from modelaudit._starter import FILE_NAMES, starter_files
+    from modelaudit.explainers.layer_choice import MIN_CELLS
+
     folder = Path(args.dir)
+    model_spec, arch = _init_model_spec(args, folder)
     existing = [name for name in FILE_NAMES if (folder / name).exists()]
     if existing and not args.force:
         raise CLIError(
@@ -678,46 +803,21 @@ def _cmd_init(args: argparse.Namespace, say: _Progress) -> int:
             "choose another --dir"
         )
     h, w = _hw(args.size, None)
-    _check_input_bytes((1, args.channels, h, w))
-    sys.path.insert(0, str(Path.cwd()))  # the factory's package usually sits here
-    try:
-        model = _load(args.factory, None, "cpu", say)
-    finally:
-        sys.path.pop(0)
     shape = (1, args.channels, h, w)
+    _check_input_bytes(shape)
+    model = _load(args.model, args.arch, "cpu", say)
     say(f"probing the model with zeros of shape {shape} ...")
-    try:
-        with torch.no_grad():
-            logits = model(_zeros(model, shape))
-    except Exception as exc:
-        raise _probe_failed("an input", shape, exc, _size_hint((h, w), None)) from exc
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise CLIError(f"the model returned {got}; the audits expect (N, classes) logits")
-    if args.layer is not None:
-        from modelaudit.hooks import resolve_layer
-
-        layer = resolve_layer(model, args.layer)[0]
-    else:
-        found = _default_layer(model, shape)
-        if found is None:
-            raise CLIError(
-                "no convolutional feature map found to explain; pass --layer (see "
-                f"`modelaudit layers {args.factory}`)"
-            )
-        layer = found
-    try:  # does it take other sizes? (the shape audit draws sides within +-25%)
-        with torch.no_grad():
-            model(_zeros(model, (1, args.channels, h * 5 // 4, w * 3 // 4)))
-        any_size = True
-    except Exception:
-        any_size = False
+    classes = _init_classes(model, shape)
+    pinned, comment = _init_layer(model, args, shape)
     files = starter_files(
-        args.factory,
-        layer=layer,
+        model_spec,
+        arch=arch,
+        layer=pinned,
+        comment=comment,
+        min_cells=MIN_CELLS,
         input_size=(args.channels, h, w),
-        classes=logits.shape[1],
-        any_size=any_size,
+        classes=classes,
+        any_size=_takes_other_sizes(model, args.channels, h, w),
         folder=str(folder),
         project=Path(os.path.relpath(Path.cwd(), folder.resolve())).as_posix(),
     )
@@ -725,7 +825,8 @@ def _cmd_init(args: argparse.Namespace, say: _Progress) -> int:
     for name, text in files.items():
         (folder / name).write_text(text, encoding="utf-8")
         print(folder / name)
-    say(f"layer {layer}, {logits.shape[1]} classes, input {shape}; next: `pytest {folder}`")
+    chosen = f"layer {pinned}" if pinned else "layer chosen from your boxes"
+    say(f"{chosen}, {classes} classes, input {shape}; next: `pytest {folder}`")
     return 0
 
 

@@ -254,6 +254,11 @@ def _from_weights(path: Path, arch: str | None, device: torch.device) -> nn.Modu
     if arch is None:
         raise InvalidInputError(f"{path} holds weights only; {_ARCH_HINT}")
     model = _build(arch, torch.device("cpu"))
+    mismatch = _key_mismatch(set(model.state_dict()), set(state))
+    if mismatch:
+        raise InvalidInputError(
+            f"the weights in {path} do not fit architecture {arch!r}: {mismatch}"
+        )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -261,3 +266,22 @@ def _from_weights(path: Path, arch: str | None, device: torch.device) -> nn.Modu
             f"the weights in {path} do not fit architecture {arch!r}: {exc}"
         ) from exc
     return model.to(device)
+
+
+def _key_mismatch(wanted: set[str], given: set[str], shown: int = 3) -> str:
+    """The keys a state_dict lacks and has too many, a few of each named; "" if none.
+
+    Example:
+        >>> _key_mismatch({"fc.weight", "fc.bias"}, {"fc.weight", "head.weight"})
+        "1 missing key ('fc.bias'); 1 unexpected key ('head.weight')"
+    """
+
+    def part(keys: set[str], what: str) -> str:
+        names = sorted(keys)
+        listed = ", ".join(repr(k) for k in names[:shown]) + (", ..." if len(names) > shown else "")
+        return f"{len(names)} {what} key{'s' if len(names) > 1 else ''} ({listed})"
+
+    parts = [
+        part(k, w) for k, w in ((wanted - given, "missing"), (given - wanted, "unexpected")) if k
+    ]
+    return "; ".join(parts)

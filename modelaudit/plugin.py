@@ -155,10 +155,11 @@ def audit_capture(request: pytest.FixtureRequest) -> Iterator[HookWatcher]:
 
 @pytest.fixture
 def audit(request: pytest.FixtureRequest, record_property: Any) -> AuditRecorder:
-    """Record metrics (gated on the baseline), attach images and overlays to the report."""
+    """Record metrics (gated on the baseline, fingerprinted with ``audit_model`` if used)."""
     from modelaudit.report.recorder import AuditRecorder
 
     session, nodeid = _session(request.config), request.node.nodeid
+    uses_model = "audit_model" in request.fixturenames
     recorder = AuditRecorder(
         nodeid,
         baseline=session.load_baseline if session.opts.baseline is not None else None,
@@ -167,6 +168,7 @@ def audit(request: pytest.FixtureRequest, record_property: Any) -> AuditRecorder
         report_dir=session.collector.test_dir(nodeid),
         on_property=record_property,
         update_hint=_UPDATE_HINT,
+        model=request.getfixturevalue("audit_model") if uses_model else None,
     )
     session.collector.add_recorder(nodeid, recorder)
     return recorder
@@ -277,7 +279,8 @@ class _AuditSession:
         o = self.opts
         notes = [f"model: {o.model} on {o.device}"] if o.model else []
         notes += [f"baseline: {o.baseline}"] if o.baseline is not None else []
-        update = o.baseline if o.update_baseline else None
+        stopped = session.exitstatus == pytest.ExitCode.INTERRUPTED  # a worker's test unseen
+        update = o.baseline if o.update_baseline and not stopped else None
         ok = self.collector.close(baseline=update, notes=notes)
         if not ok and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED

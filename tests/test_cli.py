@@ -16,8 +16,9 @@ from torch import nn
 
 # Inline pytester runs unload the modules they imported; torchvision (through the zoo) must
 # be loaded once, before them, as it registers torch operators that cannot be registered twice.
+import modelaudit as ma
 import modelaudit.strategies
-import modelaudit.zoo  # noqa: F401
+import modelaudit.zoo
 from modelaudit._version import __version__
 from modelaudit.cli import build_parser, layer_rows, main
 from modelaudit.report.overlay import overlay
@@ -385,21 +386,240 @@ def test_python_dash_m_modelaudit_is_the_command(capsys, monkeypatch):
 # --------------------------------------------------------------------------- init
 
 
+STARTER_FILES = [
+    "pytest.ini", "conftest.py", "test_localization.py", "test_background.py",
+    "test_sanity.py", "test_stability.py", "test_structure.py",
+]  # fmt: skip
+
+# Overrides appended to a generated conftest.py: labelled boxes of 12 x 12 px on 24 px
+# images, and a test reporting the layers the fixtures chose at run time.
+LABELLED = """
+
+@pytest.fixture(scope="session")
+def labelled_batch():
+    images = torch.rand(4, *INPUT_SIZE, generator=torch.Generator().manual_seed(1))
+    return images, torch.tensor([[4, 4, 16, 16]] * 4), torch.tensor([0, 1, 2, 0])
+"""
+CHOSEN = """
+def test_chosen(cam_layer, structure_layer):
+    print(f"CHOSEN cam={cam_layer} structure={structure_layer}")
+"""
+
+
 def test_init_writes_a_suite_that_runs(factory, pytester, capsys):
     spec = factory(STRIDED)
     assert main(["init", spec, "--dir", "audits", "--size", "24", "-q"]) == 0
     written = capsys.readouterr().out.split()
     folder = pytester.path / "audits"
-    names = ["pytest.ini", "conftest.py", "test_attention.py", "test_structure.py"]
-    assert written == [str(Path("audits") / n) for n in names]
+    assert written == [str(Path("audits") / n) for n in STARTER_FILES]
     conftest = (folder / "conftest.py").read_text()
-    assert "CAM_LAYER = '3'" in conftest and "INPUT_SIZE = (3, 24, 24)" in conftest
+    assert "CAM_LAYER = None" in conftest and "INPUT_SIZE = (3, 24, 24)" in conftest
     assert "NUM_CLASSES = 3" in conftest and "ANY_INPUT_SIZE = True" in conftest
-    assert f"audit_model = {spec}" in (folder / "pytest.ini").read_text()
+    ini = (folder / "pytest.ini").read_text()
+    assert f"audit_model = {spec}" in ini and "audit_arch =" not in ini
 
     result = pytester.runpytest_inprocess(str(folder), "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=4, skipped=3)
-    result.stdout.fnmatch_lines(["*no labelled images yet*"])
+    # structural audits pass; localization (3 methods), background, sanity, stability skip
+    result.assert_outcomes(passed=4, skipped=5)
+    result.stdout.fnmatch_lines(["*SKIPPED [[]1[]] *test_localization.py*no labelled images yet*"])
+    # the report goes to the suite's own folder
+    assert (folder / "audit-report" / "report.html").is_file()
+
+
+def test_init_cam_layer_is_chosen_from_the_boxes_at_run_time(factory, pytester):
+    spec = factory(STRIDED)  # 24 px: conv "0"/ReLU "1" 12x12 (cells of 2 px), "2"/"3" 5x5
+    assert main(["init", spec, "--dir", "audits", "--size", "24", "-q"]) == 0
+    folder = pytester.path / "audits"
+    with (folder / "conftest.py").open("a") as f:
+        f.write(LABELLED)
+    (folder / "test_chosen.py").write_text(CHOSEN)
+    result = pytester.runpytest_inprocess(str(folder / "test_chosen.py"), "-s")
+    result.assert_outcomes(passed=1)
+    # 12 px boxes: 12 / (24 / 5) = 2.5 cells of ReLU "3" (>= 2): the deepest that fits;
+    # the structural audits, without boxes, take the default (the same last 4-D map here)
+    result.stdout.fnmatch_lines(["*CHOSEN cam=3 structure=3*"])
+    text = (folder / "conftest.py").read_text().replace("MIN_CELLS = 2 ", "MIN_CELLS = 3 ")
+    (folder / "conftest.py").write_text(text)
+    result = pytester.runpytest_inprocess(str(folder / "test_chosen.py"), "-s")
+    # 3 cells: 2.5 < 3 at "3"; 12 / 2 = 6 cells at ReLU "1"
+    result.stdout.fnmatch_lines(["*CHOSEN cam=1 structure=3*"])
+
+
+def test_init_writes_the_layer_reasoning_for_resnet18(tmp_path, capsys):
+    folder = tmp_path / "suite"
+    argv = ["init", "torchvision.models:resnet18", "--size", "64", "--dir", str(folder), "-q"]
+    assert main(argv) == 0
+    conftest = (folder / "conftest.py").read_text()
+    # 64 px: conv1 (stride 2) -> 32, maxpool -> 16 (layer1), then /2 per stage:
+    # layer2 8, layer3 4, layer4 2. Cells: 64 / grid px; objects: 2 cells, twice that.
+    expected = [
+        ("relu", "32x32", 2, 4),
+        ("layer1", "16x16", 4, 8),
+        ("layer2", "8x8", 8, 16),
+        ("layer3", "4x4", 16, 32),
+        ("layer4", "2x2", 32, 64),
+    ]
+    rows = [line for line in conftest.splitlines() if "cells of" in line and "->" in line]
+    assert len(rows) == len(expected)
+    for row, (name, grid, cell, smallest) in zip(rows, expected):
+        assert row.split() == ["#", name, grid, "cells", "of", str(cell), "px", "->", "objects",
+                               "of", str(smallest), "px", "and", "more",
+                               *(["(the", "default", "without", "boxes)"] * (name == "layer4"))]  # fmt: skip
+    assert "at the audit input of 64 x 64 px" in conftest
+    assert "median labelled box spans at least MIN_CELLS x MIN_CELLS" in conftest
+    assert "CAM_LAYER = None" in conftest and "MIN_CELLS = 2" in conftest
+    assert "ma.choose_layer(audit_model, images, boxes, min_cells=MIN_CELLS).name" in conftest
+    # --layer pins the layer, and says so
+    argv += ["--force", "--layer", "layer3"]
+    assert main(argv) == 0
+    conftest = (folder / "conftest.py").read_text()
+    assert "CAM_LAYER = 'layer3'" in conftest and "CAM_LAYER pins 'layer3'" in conftest
+
+
+def test_init_pytest_ini_has_short_tracebacks_and_its_own_report_folder(factory, tmp_path):
+    spec = factory(STRIDED)
+    assert main(["init", spec, "--dir", str(tmp_path / "a"), "--size", "24", "-q"]) == 0
+    ini = (tmp_path / "a" / "pytest.ini").read_text()
+    assert "addopts = -ra --tb=short --import-mode=importlib" in ini.splitlines()
+    assert "audit_report_dir = audit-report" in ini.splitlines()  # relative to the suite
+    assert "audit_baseline = baseline.json" in ini.splitlines()
+
+
+WEIGHTS_NET = """
+from torch import nn
+
+class Net(nn.Sequential):
+    def __init__(self):
+        super().__init__(
+            nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5),
+        )
+"""
+
+
+def _weights(factory, tmp_path: Path) -> tuple[str, Path]:
+    """A ``module:Net`` spec and a state_dict of it saved under ``tmp_path / "w"``."""
+    import torch
+
+    spec = factory(WEIGHTS_NET.replace("class Net", "def build():\n    return Net()\n\nclass Net"))
+    arch = spec.replace(":build", ":Net")
+    module = __import__(spec.split(":")[0])
+    (tmp_path / "w").mkdir()
+    torch.save(module.Net().state_dict(), tmp_path / "w" / "net.pt")
+    return arch, tmp_path / "w" / "net.pt"
+
+
+def test_init_from_weights_writes_model_and_arch(factory, tmp_path, monkeypatch, capsys):
+    arch, weights = _weights(factory, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "w/net.pt", "--arch", arch, "--dir", "suites/a", "--size", "16"]) == 0
+    ini = (tmp_path / "suites" / "a" / "pytest.ini").read_text().splitlines()
+    assert "audit_model = ../../w/net.pt" in ini  # relative to the suite folder
+    assert f"audit_arch = {arch}" in ini
+    assert "pythonpath = ../.." in ini
+    conftest = (tmp_path / "suites" / "a" / "conftest.py").read_text()
+    assert f"auditing {arch} with the weights ../../w/net.pt" in conftest
+    assert "NUM_CLASSES = 5" in conftest
+    assert f"`modelaudit layers w/net.pt --arch {arch}`" in conftest
+    # an absolute weights path stays absolute
+    assert main(["init", str(weights), "--arch", arch, "--dir", "b", "--size", "16", "-q"]) == 0
+    assert f"audit_model = {weights.as_posix()}" in (tmp_path / "b" / "pytest.ini").read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["{missing}", "--arch", "{arch}"], "weights file {missing} does not exist"),
+        (["{weights}"], "{weights} is a weights file: pass --arch pkg.module:Factory"),
+        (["{factory}", "--arch", "{arch}"], "--arch is only for a weights file (.pt/.pth)"),
+        (["{numbers}", "--arch", "{arch}"], "does not hold a state_dict (a dict of tensors)"),
+        (["{weights}", "--arch", "{other}"],
+         "do not fit architecture '{other}': 2 missing keys ('1.bias', '1.weight'); "
+         "4 unexpected keys ('0.bias', '0.weight', '5.bias', ...)"),
+    ],
+)  # fmt: skip
+def test_init_weights_errors_are_one_line(factory, tmp_path, capsys, argv, message):
+    import torch
+
+    arch, weights = _weights(factory, tmp_path)
+    torch.save([1, 2, 3], tmp_path / "numbers.pt")
+    values = {
+        "arch": arch,
+        "weights": str(weights),
+        "missing": str(tmp_path / "nope.pt"),
+        "numbers": str(tmp_path / "numbers.pt"),
+        "factory": arch.replace(":Net", ":build"),
+        "other": factory(
+            "from torch import nn\n\ndef build():\n    return nn.Sequential(nn.Identity(), nn.Linear(2, 2))\n"
+        ),
+    }
+    argv = ["init", *(a.format(**values) for a in argv), "--dir", str(tmp_path / "a"), "-q"]
+    assert main(argv) == 1
+    line = _error_line(capsys)
+    assert line.startswith("modelaudit init: error: ") and message.format(**values) in line
+    assert not (tmp_path / "a").exists()
+
+
+PACKAGE = {
+    "__init__.py": "",
+    "nets.py": "from torch import nn\n\n\ndef build():\n    return nn.Sequential("
+    "nn.Conv2d(3, 2, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())\n",
+}
+
+
+@pytest.mark.parametrize("command", ["layers", "explain", "init"])
+def test_every_command_imports_the_model_from_the_current_folder(
+    tmp_path, monkeypatch, capsys, command
+):
+    name = f"cwd_pkg_{next(_names)}"
+    (tmp_path / name).mkdir()
+    for file, text in PACKAGE.items():
+        (tmp_path / name / file).write_text(text)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    before = list(sys.path)
+    spec = f"{name}.nets:build"
+    argv = {
+        "layers": ["layers", spec, "--size", "8"],
+        "explain": ["explain", spec, str(_png(tmp_path / "i.png", _scene())), "-o", "o.png"],
+        "init": ["init", spec, "--size", "8", "--dir", "suite"],
+    }[command]
+    try:
+        assert main([*argv, "-q"]) == 0, capsys.readouterr().err
+    finally:
+        for module in [m for m in sys.modules if m.startswith(name)]:
+            del sys.modules[module]
+    assert sys.path == before  # the current folder is on sys.path only while loading
+
+
+@pytest.mark.slow
+def test_init_then_pytest_in_subprocesses_from_weights(tmp_path):
+    """``modelaudit init weights.pt --arch pkg.nets:Net`` from a project folder, then
+    ``pytest suite``: structural audits pass, attention audits skip, report in the suite."""
+    import torch
+
+    (tmp_path / "proj" / "pkg").mkdir(parents=True)
+    (tmp_path / "proj" / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "proj" / "pkg" / "nets.py").write_text(WEIGHTS_NET)
+    sys.path.insert(0, str(tmp_path / "proj"))
+    try:
+        from pkg.nets import Net  # type: ignore[import-not-found]
+
+        torch.save(Net().state_dict(), tmp_path / "proj" / "net.pt")
+    finally:
+        sys.path.remove(str(tmp_path / "proj"))
+        for module in [m for m in sys.modules if m == "pkg" or m.startswith("pkg.")]:
+            del sys.modules[module]
+    init = [sys.executable, "-m", "modelaudit", "init", "net.pt", "--arch", "pkg.nets:Net",
+            "--size", "32", "--dir", "suite"]  # fmt: skip
+    run = subprocess.run(init, cwd=tmp_path / "proj", capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    tests = [sys.executable, "-m", "pytest", "suite", "-p", "no:cacheprovider"]
+    run = subprocess.run(tests, cwd=tmp_path / "proj", capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert "4 passed, 5 skipped" in run.stdout
+    assert "no labelled images yet" in run.stdout
+    assert (tmp_path / "proj" / "suite" / "audit-report" / "report.html").is_file()
 
 
 def test_init_refuses_to_overwrite_and_checks_the_factory(factory, tmp_path, capsys):
@@ -411,7 +631,7 @@ def test_init_refuses_to_overwrite_and_checks_the_factory(factory, tmp_path, cap
     assert "already has conftest.py; pass --force" in _error_line(capsys)
     assert (folder / "conftest.py").read_text() == "# mine\n"
     assert main(["init", spec, "--dir", str(folder), "--force", "--layer", "2", "-q"]) == 0
-    assert "CAM_LAYER = '2'" in (folder / "conftest.py").read_text()
+    assert "CAM_LAYER = '2'" in (folder / "conftest.py").read_text()  # pinned
     capsys.readouterr()
     assert main(["init", "resnet18", "--dir", str(tmp_path / "x")]) == 1
     assert "FACTORY must look like pkg.module:function" in _error_line(capsys)
@@ -440,4 +660,50 @@ def test_init_notes_a_fixed_input_size(factory, tmp_path):
     )
     assert main(["init", spec, "--dir", str(tmp_path / "a"), "--size", "16", "-q"]) == 0
     conftest = (tmp_path / "a" / "conftest.py").read_text()
-    assert "ANY_INPUT_SIZE = False" in conftest and "CAM_LAYER = 'conv'" in conftest
+    assert "ANY_INPUT_SIZE = False" in conftest and "CAM_LAYER = None" in conftest
+    assert "conv  14x14 cells of" in conftest  # 16 - 3 + 1 = 14
+
+
+ZOO_LABELLED = """
+
+@pytest.fixture(scope="session")
+def labelled_batch(audit_device):
+    from modelaudit import zoo
+
+    data = zoo.audit_data(64)
+    return tuple(t.to(audit_device) for t in (data.images, data.boxes, data.labels))
+"""
+
+
+@pytest.mark.slow
+def test_starter_attention_audits_pass_on_the_trained_shapes_cnn(tmp_path):
+    """The generated attention audits, fed the zoo's labelled shapes, pass on shapes-cnn
+    (its state_dict loaded into modelaudit.zoo:ShapesCNN), as audits/ does."""
+    weights = Path(ma.__file__).parent / "zoo" / "weights" / "shapes-cnn.pt"
+    init = [sys.executable, "-m", "modelaudit", "init", str(weights), "--arch",
+            "modelaudit.zoo:ShapesCNN", "--size", "64", "--dir", "suite", "-q"]  # fmt: skip
+    run = subprocess.run(init, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    with (tmp_path / "suite" / "conftest.py").open("a") as f:
+        f.write(ZOO_LABELLED)
+    tests = [sys.executable, "-m", "pytest", "suite", "-p", "no:cacheprovider"]
+    for extra in (["--audit-update-baseline"], []):  # create the baseline, then gate on it
+        run = subprocess.run(
+            [*tests, *extra], cwd=tmp_path, capture_output=True, text=True, timeout=900
+        )
+        assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+        assert "9 passed" in run.stdout and "skipped" not in run.stdout
+    assert (tmp_path / "suite" / "baseline.json").is_file()
+    # the same suite against the shortcut model (reads a corner watermark): caught twice
+    shortcut = weights.with_name("shapes-cnn-shortcut.pt")
+    run = subprocess.run(
+        [*tests, "--audit-model", str(shortcut)], cwd=tmp_path, capture_output=True,
+        text=True, timeout=900,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stdout[-6000:]
+    for name in (
+        "test_attention_lies_on_the_object",
+        "test_prediction_does_not_rest_on_the_background",
+    ):
+        assert "FAILED suite/test_" in run.stdout and f"::{name}" in run.stdout
+    assert "Where the model looks instead" in run.stdout and "corner" in run.stdout

@@ -20,6 +20,7 @@ STORED = Path(__file__).with_name("public_api.txt")
 # Where each public name is defined: the subpackage object must be the top-level one.
 HOMES = [
     "modelaudit.errors",
+    "modelaudit.fingerprints",
     "modelaudit.checks",
     "modelaudit.hooks",
     "modelaudit.explainers",

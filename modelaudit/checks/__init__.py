@@ -6,6 +6,8 @@ and :func:`~modelaudit.checks.record.decide` turns them into a frozen
 an :class:`~modelaudit.errors.AuditFailure` when it does not. Checks never write files.
 """
 
+from modelaudit.checks.attention import assert_looks_at_object
+from modelaudit.checks.background import assert_background_reliance
 from modelaudit.checks.baseline import assert_within_baseline
 from modelaudit.checks.faithfulness import assert_faithful
 from modelaudit.checks.gradients import (
@@ -31,12 +33,14 @@ __all__ = [
     "Aggregate",
     "AuditRecord",
     "SampleViews",
+    "assert_background_reliance",
     "assert_faithful",
     "assert_feature_map_shapes",
     "assert_gradcheck",
     "assert_hook_grads_match_autograd",
     "assert_hooks_preserve_gradients",
     "assert_iou",
+    "assert_looks_at_object",
     "assert_map_changes_when_randomized",
     "assert_mass_in_box",
     "assert_no_hooks_left",

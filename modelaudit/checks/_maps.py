@@ -18,12 +18,23 @@ from typing import Any
 import torch
 from torch import nn
 
-from modelaudit.checks.record import SampleViews
+from modelaudit.checks.record import Overview, SampleViews
 from modelaudit.errors import InvalidInputError
 from modelaudit.measure._explainer import Explainer
 from modelaudit.measure._validate import Region, check_images
+from modelaudit.measure.offobject import off_object_mass
 
-__all__ = ["display_samples", "explainer_from", "images_of", "provenance"]
+__all__ = [
+    "LOOKS_INSTEAD",
+    "display_samples",
+    "explainer_from",
+    "images_of",
+    "provenance",
+    "where_it_looks",
+]
+
+LOOKS_INSTEAD = "Where the model looks instead:"
+"""How the failure text's line about the off-object mass starts."""
 
 
 def provenance(maps: Any, *, method: str | None, layer: Any) -> dict[str, Any]:
@@ -99,3 +110,40 @@ def _unit_images(images: torch.Tensor) -> torch.Tensor:
         span = x.amax(dim=(1, 2, 3), keepdim=True) - lo
         x = torch.where(span > 0, (x - lo) / span.clamp(min=1e-30), 0.0)
     return x.as_subclass(torch.Tensor)
+
+
+def where_it_looks(
+    maps: torch.Tensor, region: Region, images: torch.Tensor | None = None
+) -> tuple[str, Overview]:
+    """The failure line "Where the model looks instead: ..." and the report's overview.
+
+    ``maps`` (N, H, W) and their validated ``region`` (the object of each sample) go to
+    :func:`modelaudit.measure.off_object_mass`; ``images`` (N, C, H, W), when given, are
+    averaged as the overview's background. For a check whose bound is ``at_least=`` on the
+    object: pass the line as ``failure_notes=`` and the overview as ``overview=`` to
+    :func:`~modelaudit.checks.record.decide`.
+
+    Example:
+        >>> from modelaudit.measure._validate import as_region
+        >>> maps = torch.zeros(2, 16, 16)
+        >>> maps[:, 12:, 12:] = 1.0
+        >>> line, overview = where_it_looks(maps, as_region(torch.tensor([[6, 6, 10, 10]] * 2), (16, 16)))
+        >>> print(line)
+        Where the model looks instead: 100% of the maps' mass lies off the object; most of it in the bottom-right corner (100% of the off-object mass in 6% of the image)
+        >>> overview.mean_map.shape, overview.caption == line[len(LOOKS_INSTEAD) + 1 :]
+        (torch.Size([16, 16]), True)
+    """
+    found = off_object_mass(maps, region.masks)
+    image = None
+    if images is not None:
+        image = _unit_images(check_images(images, n=maps.shape[0])).mean(dim=0)
+    caption = found.describe()
+    overview = Overview(
+        mean_map=found.mean_map,
+        mean_region=found.mean_region,
+        off_map=found.off_map,
+        image=image,
+        region_mask=found.region_mask,
+        caption=caption,
+    )
+    return f"{LOOKS_INSTEAD} {caption}", overview

@@ -29,8 +29,9 @@ from typing import Any, Literal
 
 import torch
 
-from modelaudit.checks._maps import display_samples, provenance
+from modelaudit.checks._maps import display_samples, provenance, where_it_looks
 from modelaudit.checks.record import Aggregate, AuditRecord, Range, decide
+from modelaudit.explainers.layer_choice import warn_if_coarse
 from modelaudit.measure._validate import Region, RegionLike, as_region, check_maps
 from modelaudit.measure.localization import (
     chance_level,
@@ -64,9 +65,24 @@ def _decide_on_region(
     chance: torch.Tensor,
     details: dict[str, Any] | None = None,
 ) -> AuditRecord:
+    """Decide a localization check; with ``at_least=``, also say where the mass goes.
+
+    ``at_least=`` checks get the dataset-level overview (the mean map next to the mean
+    object, see :func:`~modelaudit.checks._maps.where_it_looks`) and, when they fail, the
+    line "Where the model looks instead: ...". ``at_most=`` checks get neither: their
+    region is usually the cue itself (a watermark), so "off the object" would mean "off
+    the cue", and the failure already says how much mass lies on it.
+    """
     __tracebackhide__ = True
     where = provenance(maps, method=method, layer=layer)
     shown = images if images is not None else getattr(maps, "inputs", None)
+    m = check_maps(maps)
+    samples = display_samples(m, shown, region)
+    line, overview = where_it_looks(m, region, shown) if at_most is None else ("", None)
+    coarse = None
+    if at_most is None:  # the region is the object: can the layer's grid resolve it?
+        size = (int(m.shape[1]), int(m.shape[2]))
+        coarse = warn_if_coarse(getattr(maps, "grid", None), size, region.masks)
     return decide(
         assertion,
         check,
@@ -77,7 +93,10 @@ def _decide_on_region(
         aggregate=aggregate,
         chance=chance,
         details={**(details or {}), **where},
-        samples=display_samples(check_maps(maps), shown, region),
+        samples=samples,
+        overview=overview,
+        failure_notes=(line,) if line else (),
+        notes=(f"warning: {coarse}",) if coarse else (),
     )
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "Aggregate",
     "AuditRecord",
     "Direction",
+    "Overview",
     "Range",
     "SampleViews",
     "check_bound",
@@ -49,6 +50,7 @@ __all__ = [
     "decide",
     "emit",
     "format_record",
+    "judge",
 ]
 
 Direction = Literal["higher", "lower"]
@@ -82,6 +84,32 @@ class SampleViews:
 
 
 @dataclasses.dataclass(frozen=True)
+class Overview:
+    """The dataset-level picture of a heat-map check: where the maps look on average.
+
+    Built by :func:`modelaudit.checks._maps.where_it_looks` from
+    :func:`modelaudit.measure.off_object_mass`; the report draws it (for failed records)
+    as the mean heat map with the mean object outlined, the mean object, and the mean
+    off-object mass with the named region outlined. CPU tensors, detached.
+
+    Attributes:
+        mean_map: (H, W) the mean of the maps, each scaled to sum 1.
+        mean_region: (H, W) the fraction of samples whose object covers each pixel.
+        off_map: (H, W) the mean of each map's mass outside its object.
+        image: (C, H, W) the mean input scaled to [0, 1], or None.
+        region_mask: (H, W) bool pixels of the region the caption names, or None.
+        caption: one line saying where the off-object mass lies.
+    """
+
+    mean_map: torch.Tensor
+    mean_region: torch.Tensor
+    off_map: torch.Tensor
+    image: torch.Tensor | None = None
+    region_mask: torch.Tensor | None = None
+    caption: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class AuditRecord:
     """The result of one check, pass or fail. Immutable; build it with :func:`decide`.
 
@@ -104,6 +132,8 @@ class AuditRecord:
         hint: the failure text's last line: how to fix it or update a baseline.
         details: anything else worth keeping (method, layer, per-step values...).
         samples: tensors for the report's pictures; not serialised.
+        overview: the dataset-level picture (mean map next to mean object), for heat-map
+            checks against a region; only its caption is serialised.
     """
 
     check: str
@@ -124,6 +154,7 @@ class AuditRecord:
     hint: str = ""
     details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     samples: SampleViews | None = dataclasses.field(default=None, repr=False, compare=False)
+    overview: Overview | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.items:
@@ -146,10 +177,12 @@ class AuditRecord:
         return self.details.get("layer")
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (NaN and infinities become None; no tensors)."""
+        """A JSON-serialisable dict (NaN and infinities become None; no tensors: the
+        ``overview`` is its caption, or None)."""
         out = {
             f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "samples"
         }
+        out["overview"] = None if self.overview is None else self.overview.caption
         out["details"] = dict(self.details)
         out["message"] = self.message
         return _json_safe(out)
@@ -337,6 +370,8 @@ def decide(
     hint: str = "",
     details: Mapping[str, Any] | None = None,
     samples: SampleViews | None = None,
+    overview: Overview | None = None,
+    failure_notes: Sequence[str] = (),
 ) -> AuditRecord:
     """Compare per-item ``values`` with a bound, emit the record, raise if the check failed.
 
@@ -346,6 +381,7 @@ def decide(
     best value, so it meets the bound exactly when enough items do). ``bounds=(lo, hi)`` is
     the metric's range, when it has one: a bound that always or never passes is then an
     error (see :func:`check_bound` for which endpoints); an unbounded metric leaves it None.
+    ``failure_notes`` join ``notes`` only if it fails (``samples``, ``overview``: pictures).
 
     Returns:
         the passing :class:`AuditRecord`.
@@ -366,22 +402,71 @@ def decide(
             1: 0.2
     """
     __tracebackhide__ = True
+    return conclude(
+        judge(
+            assertion,
+            check,
+            values,
+            at_least=at_least,
+            at_most=at_most,
+            bounds=bounds,
+            aggregate=aggregate,
+            unit=unit,
+            items=items,
+            chance=chance,
+            reasons=reasons,
+            notes=notes,
+            hint=hint,
+            details=details,
+            samples=samples,
+            overview=overview,
+            failure_notes=failure_notes,
+        )
+    )
+
+
+def judge(
+    assertion: str,
+    check: str,
+    values: torch.Tensor | Sequence[float],
+    *,
+    at_least: float | None = None,
+    at_most: float | None = None,
+    bounds: Range | None = None,
+    aggregate: Aggregate = "all",
+    unit: str = "sample",
+    items: Sequence[str] = (),
+    chance: torch.Tensor | Sequence[float] | None = None,
+    reasons: Sequence[str] = (),
+    notes: Sequence[str] = (),
+    hint: str = "",
+    details: Mapping[str, Any] | None = None,
+    samples: SampleViews | None = None,
+    overview: Overview | None = None,
+    failure_notes: Sequence[str] = (),
+) -> AuditRecord:
+    """The record :func:`decide` would conclude with, neither emitted nor raised.
+
+    For a check whose verdict needs one more condition than the bound: adjust the record
+    (``dataclasses.replace``), then ``return conclude(record)``.
+
+    Example:
+        >>> judge("assert_demo", "score", [0.9, 0.2], at_least=0.5).passed
+        False
+    """
     bound, direction = check_bound(
         assertion, check, at_least=at_least, at_most=at_most, bounds=bounds
     )
     _check_aggregate(aggregate)
     vals = _checked_values(assertion, values, items=items, reasons=reasons)
     obtained, label, rule, extra = _aggregate(vals, bound, direction, aggregate, unit)
-    op = ">=" if direction == "higher" else "<="
     failing = tuple(i for i, v in enumerate(vals) if not _holds(v, bound, direction))
-    per_chance = None if chance is None else _floats(chance)
-    info = {**(details or {}), **extra}
-    if per_chance is not None:
-        info["chance_per_sample"] = per_chance
+    mean_chance, info = _with_chance(chance, {**(details or {}), **extra})
+    passed = _holds(obtained, bound, direction)
     record = AuditRecord(
         check=check,
         assertion=assertion,
-        passed=_holds(obtained, bound, direction),
+        passed=passed,
         values=tuple(vals),
         items=tuple(items),
         unit=unit,
@@ -390,15 +475,26 @@ def decide(
         aggregate=label,
         obtained=obtained,
         failing=failing,
-        chance=None if not per_chance else sum(per_chance) / len(per_chance),
-        rule=f"{check} {op} {bound:g} {rule}",
+        chance=mean_chance,
+        rule=f"{check} {'>=' if direction == 'higher' else '<='} {bound:g} {rule}",
         reasons=tuple(reasons),
-        notes=tuple(notes),
+        notes=tuple(notes) + (() if passed else tuple(failure_notes)),
         hint=hint,
         details=info,
         samples=samples,
+        overview=overview,
     )
-    return conclude(record)
+    return record
+
+
+def _with_chance(
+    chance: torch.Tensor | Sequence[float] | None, info: dict[str, Any]
+) -> tuple[float | None, dict[str, Any]]:
+    """The mean chance level, and ``info`` with the per-sample chance levels added."""
+    if chance is None:
+        return None, info
+    per = _floats(chance)
+    return (sum(per) / len(per) if per else None), {**info, "chance_per_sample": per}
 
 
 def _checked_values(

@@ -42,6 +42,7 @@ from modelaudit.explainers.gradient_cams import (
     smooth_gradcam_pp,
     xgradcam,
 )
+from modelaudit.explainers.layer_choice import LayerChoice, choose_layer
 from modelaudit.explainers.postprocess import normalize_maps, upsample_maps
 from modelaudit.explainers.registry import (
     available_methods,
@@ -55,9 +56,11 @@ from modelaudit.explainers.score_cams import iscam, scorecam, sscam
 
 __all__ = [
     "Explanation",
+    "LayerChoice",
     "ablationcam",
     "available_methods",
     "cam",
+    "choose_layer",
     "eigencam",
     "eigengradcam",
     "explain",

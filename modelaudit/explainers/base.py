@@ -138,7 +138,8 @@ def run_cam(
         normalize=opts["normalize"],
         upsample=opts["upsample"],
     ).to(inputs.device)
-    return explanation(maps, method, list(layers), scorers, inputs)
+    grid = max((tuple(r.shape[-2:]) for r in raws), key=lambda s: s[0] * s[1])
+    return explanation(maps, method, list(layers), scorers, inputs, grid=grid)
 
 
 def explanation(
@@ -147,6 +148,8 @@ def explanation(
     layers: Sequence[str],
     scorers: Sequence[TargetScorer],
     inputs: torch.Tensor,
+    *,
+    grid: tuple[int, ...] | None = None,
 ) -> Explanation:
     """(N, K, H, W) maps as an Explanation: (N, H, W) for one target per sample.
 
@@ -161,6 +164,7 @@ def explanation(
         ...             torch.zeros(1, 3, 2, 2)).layer
         ('a', 'b')
     """
+    g = grid if grid is not None else inputs.shape[-2:]
     found = [c for c in (s.classes() for s in scorers) if c is not None]
     targets = None
     if found and len(found) == len(scorers):  # class targets (not a callable)
@@ -171,4 +175,5 @@ def explanation(
         layer=None if not layers else layers[0] if len(layers) == 1 else tuple(layers),
         targets=targets,
         inputs=inputs,
+        grid=(int(g[0]), int(g[1])),
     )

@@ -48,6 +48,9 @@ class Explanation(torch.Tensor):
         targets: the explained class indices, (N,) or (N, K) long on the CPU (the predicted
             classes for ``target=None``); ``None`` for a callable target.
         inputs: the images explained: the caller's tensor, detached (not a copy).
+        grid: ``(h, w)`` of the explained layer's feature map before upsampling (the
+            finest grid for several layers; the input size for methods without a layer):
+            what an ideal map can resolve (:func:`modelaudit.localization_ceiling`).
         options: the keyword options of the call, as given (defaults not filled in), e.g.
             ``{"reshape": vit_reshape, "pass_size": 2}``: ``explain(maps.method, model,
             x, maps.targets, maps.layer, **maps.options)`` explains again the same way.
@@ -71,6 +74,7 @@ class Explanation(torch.Tensor):
     _targets: torch.Tensor | None
     _inputs: torch.Tensor
     _options: dict[str, Any]
+    _grid: tuple[int, int] | None
 
     def __new__(
         cls,
@@ -81,6 +85,7 @@ class Explanation(torch.Tensor):
         targets: torch.Tensor | None,
         inputs: torch.Tensor,
         options: Mapping[str, Any] | None = None,
+        grid: tuple[int, int] | None = None,
     ) -> Explanation:
         self = torch.Tensor._make_subclass(cls, maps.detach(), False)  # shares the storage
         self._method = method
@@ -88,6 +93,7 @@ class Explanation(torch.Tensor):
         self._targets = targets
         self._inputs = inputs.detach()
         self._options = dict(options or {})
+        self._grid = None if grid is None else (int(grid[0]), int(grid[1]))
         return self
 
     @property
@@ -111,6 +117,11 @@ class Explanation(torch.Tensor):
         return self._inputs
 
     @property
+    def grid(self) -> tuple[int, int] | None:
+        """``(h, w)`` of the explained layer's map before upsampling (None if unknown)."""
+        return self._grid
+
+    @property
     def options(self) -> Mapping[str, Any]:
         """The keyword options of the call, as given (read-only)."""
         return MappingProxyType(self._options)
@@ -126,6 +137,7 @@ class Explanation(torch.Tensor):
             "targets": self._targets,
             "inputs": self._inputs,
             "options": self._options,
+            "grid": self._grid,
         }
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Explanation:

@@ -21,15 +21,29 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
-from modelaudit.errors import LayerNotFoundError
+from modelaudit.errors import InvalidInputError, LayerNotFoundError
 from modelaudit.hooks.layers import LayerSpec, resolve_layers
 
-__all__ = ["default_layer", "select_layers"]
+__all__ = [
+    "MIN_CELLS",
+    "LayerChoice",
+    "choose_layer",
+    "default_layer",
+    "feature_grids",
+    "select_layers",
+]
+
+MIN_CELLS = 2
+"""The median object box must span at least this many cells of the explained layer, in
+height and in width: chosen by the calibration study (``scripts/calibration``) on its tuning
+split, see README "How the bounds were chosen"."""
 
 
 def default_layer(model: nn.Module, inputs: torch.Tensor) -> str:
@@ -44,20 +58,61 @@ def default_layer(model: nn.Module, inputs: torch.Tensor) -> str:
         >>> default_layer(net, torch.zeros(1, 3, 8, 8))
         '1'
     """
+    grids = feature_grids(model, inputs)
+    for wanted in (True, False):
+        for name, (h, w) in reversed(grids):
+            if (h * w > 1) == wanted:
+                return name
+    raise LayerNotFoundError(
+        f"no module of {type(model).__name__} returns a (N, C, H, W) feature map; pass layer= "
+        "and, for token outputs, reshape=."
+    )
+
+
+def feature_grids(model: nn.Module, inputs: torch.Tensor) -> list[tuple[str, tuple[int, int]]]:
+    """Every module that returns a 4-D feature map and runs once, with its ``(h, w)``.
+
+    In the order the modules *finish* during a probe forward of the first sample (a block
+    comes after its children), so the last entry of a grid size is the deepest layer at it.
+
+    Example:
+        >>> import torch, torch.nn as nn
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2), nn.Flatten())
+        >>> feature_grids(net, torch.zeros(1, 3, 8, 8))
+        [('0', (6, 6)), ('1', (3, 3))]
+    """
+    return [(n, grid) for n, grid, _ in _probe(model, inputs)]
+
+
+def _probe(model: nn.Module, inputs: torch.Tensor) -> list[tuple[str, tuple[int, int], bool]]:
+    """(name, grid, output is non-negative) of every 4-D map that runs once, finish order.
+
+    Modules whose output has more cells than their input (an adaptive pool that upsamples)
+    are left out: their grid holds no detail their input did not.
+    """
     if not any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()):
         raise LayerNotFoundError(
             f"{type(model).__name__} has no convolution layer, so there is no default layer "
             "to explain; pass layer= (a name from modelaudit.layer_names(model)) and, for "
             "transformers, reshape= (e.g. vit_reshape)."
         )
-    finished: list[tuple[str, bool]] = []
+    finished: list[tuple[str, tuple[int, int], bool]] = []
     calls: dict[str, int] = {}
 
     def hook_for(name: str) -> Any:
-        def hook(_m: nn.Module, _a: Any, out: Any) -> None:
+        def hook(_m: nn.Module, args: Any, out: Any) -> None:
             calls[name] = calls.get(name, 0) + 1
             if isinstance(out, torch.Tensor) and out.dim() == 4:
-                finished.append((name, out.shape[-1] * out.shape[-2] > 1))
+                grid = (int(out.shape[-2]), int(out.shape[-1]))
+                first = args[0] if isinstance(args, tuple) and args else None
+                cells_in = (
+                    first.shape[-2] * first.shape[-1]
+                    if isinstance(first, torch.Tensor) and first.dim() == 4
+                    else None
+                )
+                if cells_in is not None and grid[0] * grid[1] > cells_in:
+                    return  # resamples up (VGG's 7x7 adaptive pool): no finer detail
+                finished.append((name, grid, bool((out >= 0).all())))
 
         return hook
 
@@ -72,15 +127,7 @@ def default_layer(model: nn.Module, inputs: torch.Tensor) -> str:
     finally:
         for h in handles:
             h.remove()
-    once = [(n, spatial) for n, spatial in finished if calls[n] == 1]
-    for wanted in (True, False):
-        for name, spatial in reversed(once):
-            if spatial == wanted:
-                return name
-    raise LayerNotFoundError(
-        f"no module of {type(model).__name__} returns a (N, C, H, W) feature map; pass layer= "
-        "and, for token outputs, reshape=."
-    )
+    return [item for item in finished if calls[item[0]] == 1]
 
 
 def select_layers(
@@ -98,3 +145,167 @@ def select_layers(
         name = default_layer(model, inputs)
         return {name: dict(model.named_modules())[name]}
     return resolve_layers(model, layer)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerChoice:
+    """The layer :func:`choose_layer` picked, and why.
+
+    Attributes:
+        name: the qualified layer name (pass it as ``layer=``).
+        grid: ``(h, w)`` of its feature map at the probed input size.
+        cell: ``(height, width)`` of one cell in input pixels.
+        median_box: ``(height, width)`` of the median object box in pixels (None without boxes).
+        reason: one sentence for logs and generated files.
+        candidates: every layer returning a feature map once, deepest last, with its grid.
+    """
+
+    name: str
+    grid: tuple[int, int]
+    cell: tuple[float, float]
+    median_box: tuple[float, float] | None
+    reason: str
+    candidates: tuple[tuple[str, tuple[int, int]], ...]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def median_box_size(boxes: Any) -> tuple[float, float]:
+    """``(height, width)`` medians of ``(N, 4)`` XYXY boxes or of bool ``(N, H, W)`` masks' boxes.
+
+    Example:
+        >>> median_box_size(torch.tensor([[0, 0, 4, 2], [0, 0, 8, 6], [1, 1, 3, 3]]))
+        (2.0, 4.0)
+    """
+    t = torch.as_tensor(boxes)
+    if t.dtype == torch.bool and t.dim() == 3:
+        rows, cols = t.any(dim=2), t.any(dim=1)
+        if not bool(rows.any(dim=1).all()):
+            raise InvalidInputError("an object mask is empty: every image needs its object")
+        h = rows.sum(dim=1).float()  # rows spanned (tight for convex; fine for a median)
+        w = cols.sum(dim=1).float()
+    elif t.dim() == 2 and t.shape[1] == 4 and t.shape[0] > 0:
+        t = t.float()
+        h, w = t[:, 3] - t[:, 1], t[:, 2] - t[:, 0]
+    else:
+        raise InvalidInputError(
+            f"boxes must be (N, 4) XYXY boxes or a bool (N, H, W) mask; got shape "
+            f"{tuple(t.shape)} of {t.dtype}"
+        )
+    return float(h.median()), float(w.median())
+
+
+def _block_output(layers: list[tuple[str, bool]]) -> str:
+    """Of the layers sharing the chosen grid: the last rectified one at the shallowest nesting.
+
+    Inside a block that downsamples (a ResNet's ``layer3.0``, a MobileNet's ``features.4``)
+    the first modules still run at the finer grid (its 1x1 expansion, its ``conv1``): they
+    are the block's private intermediates, not a stage's output; the outputs of whole
+    blocks or stages sit higher in the module tree. And CAM weights activations that are
+    rectified (ReLU outputs, as in the CAM papers): a linear bottleneck (a MobileNet
+    block's output) has signed channels whose weighted sum cancels out, so a layer with a
+    non-negative output is preferred when the grid has one.
+    """
+    rectified = [n for n, nonneg in layers if nonneg]
+    names = rectified or [n for n, _ in layers]
+    depth = min(n.count(".") for n in names)
+    return [n for n in names if n.count(".") == depth][-1]
+
+
+def _px(v: float) -> str:
+    return f"{v:.3g}"
+
+
+def choose_layer(
+    model: nn.Module,
+    images: torch.Tensor,
+    boxes: Any = None,
+    *,
+    min_cells: float = MIN_CELLS,
+) -> LayerChoice:
+    """The deepest layer whose cells are small enough for the objects.
+
+    Grad-CAM and its relatives resolve no detail finer than one cell of the explained layer:
+    on a 2x2 grid every map is a blob in one quarter of the image, whatever the model reads.
+    This picks the coarsest grid (the deepest layers, see :func:`feature_grids`) at which
+    the median box spans at least ``min_cells`` cells in height and in width (if no layer is
+    that fine, the finest grid), and of the layers at that grid the last one at the
+    shallowest nesting with a rectified (non-negative) output: a block's or stage's output
+    (``layer2`` of a ResNet), not a module inside the next, downsampling block, and not a
+    linear bottleneck (a MobileNet block's output; its last ReLU, ``features.3.block.1``,
+    instead). Without boxes, the default layer (the last feature map).
+
+    Example:
+        >>> import torch, torch.nn as nn
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(4), nn.MaxPool2d(2))
+        >>> images, boxes = torch.zeros(2, 3, 32, 32), torch.tensor([[0, 0, 12, 12]] * 2)
+        >>> choice = choose_layer(net, images, boxes)
+        >>> choice.name, choice.grid, choice.cell
+        ('1', (8, 8), (4.0, 4.0))
+        >>> choose_layer(net, images, boxes, min_cells=1).name
+        '2'
+    """
+    if not (isinstance(min_cells, int | float) and min_cells > 0):
+        raise InvalidInputError(f"min_cells must be a number > 0; got {min_cells!r}")
+    probed = _probe(model, images)
+    grids = [(n, g) for n, g, _ in probed]
+    if not grids:
+        default_layer(model, images)  # raises the clear error
+    height, width = int(images.shape[-2]), int(images.shape[-1])
+
+    def cell(g: tuple[int, int]) -> tuple[float, float]:
+        return height / g[0], width / g[1]
+
+    if boxes is None:
+        name = default_layer(model, images)
+        grid = dict(grids)[name]
+        reason = f"{name}: the last feature map ({grid[0]}x{grid[1]} cells); no boxes given"
+        return LayerChoice(name, grid, cell(grid), None, reason, tuple(grids))
+    bh, bw = median_box_size(boxes)
+    spatial = [(n, g) for n, g in grids if g[0] * g[1] > 1] or grids
+    fits = [
+        (n, g) for n, g in spatial if bh / cell(g)[0] >= min_cells and bw / cell(g)[1] >= min_cells
+    ]
+    if fits:
+        grid = fits[-1][1]
+        rule = f"the deepest layer where the median box spans >= {_px(min_cells)} cells"
+    else:
+        grid = max((g for _, g in spatial), key=lambda g: g[0] * g[1])
+        rule = f"no layer is fine enough for >= {_px(min_cells)} cells; the finest one"
+    name = _block_output([(n, nonneg) for n, g, nonneg in probed if g == grid])
+    ch, cw = cell(grid)
+    reason = (
+        f"{name}: {grid[0]}x{grid[1]} cells of {_px(ch)}x{_px(cw)} px; the median box "
+        f"({_px(bh)}x{_px(bw)} px) spans {bh / ch:.1f}x{bw / cw:.1f} cells ({rule})"
+    )
+    return LayerChoice(name, grid, (ch, cw), (bh, bw), reason, tuple(grids))
+
+
+def warn_if_coarse(grid: tuple[int, int] | None, size: tuple[int, int], boxes: Any) -> str | None:
+    """A warning (also returned as text) when one cell is larger than the median box.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True):
+        ...     text = warn_if_coarse((2, 2), (64, 64), torch.tensor([[0, 0, 10, 10]]))
+        >>> text.split(":")[0]
+        "the explained layer's cells (32x32 px) are larger than the median object box (10x10 px)"
+    """
+    if grid is None:
+        return None
+    bh, bw = median_box_size(boxes)
+    ch, cw = size[0] / grid[0], size[1] / grid[1]
+    if ch <= bh and cw <= bw:
+        return None
+    text = (
+        f"the explained layer's cells ({_px(ch)}x{_px(cw)} px) are larger than the median "
+        f"object box ({_px(bh)}x{_px(bw)} px): its heat maps cannot show whether the model "
+        "looks at the object; explain a finer layer (modelaudit.choose_layer picks one)"
+    )
+    warnings.warn(text, CoarseLayerWarning, stacklevel=3)
+    return text
+
+
+class CoarseLayerWarning(UserWarning):
+    """The explained layer's cells are larger than the objects (see :func:`warn_if_coarse`)."""

@@ -3,8 +3,10 @@
 Localization (:mod:`~modelaudit.measure.localization`), map similarity
 (:mod:`~modelaudit.measure.similarity`), parameter randomisation
 (:mod:`~modelaudit.measure.sanity`), deletion/insertion and confidence drop
-(:mod:`~modelaudit.measure.faithfulness`) and stability
-(:mod:`~modelaudit.measure.stability`). Nothing here registers hooks; model-based metrics
+(:mod:`~modelaudit.measure.faithfulness`), stability
+(:mod:`~modelaudit.measure.stability`), where off-object mass lies
+(:mod:`~modelaudit.measure.offobject`) and background counterfactuals
+(:mod:`~modelaudit.measure.background`). Nothing here registers hooks; model-based metrics
 call a user-supplied ``explainer(model, images) -> (N, H, W)``.
 
 Example:
@@ -17,6 +19,20 @@ Example:
 """
 
 from modelaudit.measure._explainer import Explainer
+from modelaudit.measure.background import (
+    BackgroundReliance,
+    Counterfactuals,
+    background_counterfactuals,
+    background_reliance,
+)
+from modelaudit.measure.calibration import (
+    PairedLift,
+    calibrated_score,
+    ideal_maps,
+    localization_ceiling,
+    paired_lift,
+    shuffled_null,
+)
 from modelaudit.measure.faithfulness import (
     average_drop,
     deletion_auc,
@@ -32,6 +48,12 @@ from modelaudit.measure.localization import (
     pointing_game,
     rank_accuracy,
 )
+from modelaudit.measure.offobject import (
+    OffObject,
+    mean_heat_map,
+    mean_region,
+    off_object_mass,
+)
 from modelaudit.measure.sanity import RandomizationResult, randomization_similarity
 from modelaudit.measure.similarity import map_similarity, spearman, ssim
 from modelaudit.measure.stability import (
@@ -42,25 +64,39 @@ from modelaudit.measure.stability import (
 )
 
 __all__ = [
+    "BackgroundReliance",
+    "Counterfactuals",
     "Explainer",
+    "OffObject",
+    "PairedLift",
     "RandomizationResult",
     "StabilityResult",
     "average_drop",
+    "background_counterfactuals",
+    "background_reliance",
+    "calibrated_score",
     "chance_level",
     "deletion_auc",
     "flip_equivariance",
+    "ideal_maps",
     "increase_in_confidence",
     "insertion_auc",
     "iou",
+    "localization_ceiling",
     "map_change",
     "map_similarity",
     "mass_in_box",
     "mass_in_mask",
+    "mean_heat_map",
+    "mean_region",
     "noise_stability",
+    "off_object_mass",
+    "paired_lift",
     "perturbation_curve",
     "pointing_game",
     "randomization_similarity",
     "rank_accuracy",
+    "shuffled_null",
     "spearman",
     "ssim",
 ]

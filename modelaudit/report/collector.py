@@ -227,7 +227,8 @@ class AuditCollector:
 
         kept = keep_records(records, self.max_records)
         samples = self.max_samples if self.report_dir is not None else 0
-        views = [record_view(r, max_samples=samples) for r in kept]
+        drawn = self.report_dir is not None
+        views = [record_view(r, max_samples=samples, overview=drawn) for r in kept]
         self._save_overlays(nodeid, views)
         entry = TestEntry(
             nodeid=nodeid,
@@ -244,7 +245,8 @@ class AuditCollector:
         return entry
 
     def _save_overlays(self, nodeid: str, views: Sequence[RecordView]) -> None:
-        """Write failed checks' failing samples (already drawn) as ``<check>-<index>.png``."""
+        """Write failed checks' failing samples (already drawn) as ``<check>-<index>.png``
+        and their overview as ``<check>-overview.png``."""
         from modelaudit._atomic import atomic_write_bytes
 
         folder = self.test_dir(nodeid)
@@ -255,7 +257,7 @@ class AuditCollector:
             if view.record.get("passed"):
                 continue  # a passing check's weak samples are in the HTML report only
             rows = [s for s in view.samples if s.passed is False and s.overlay_png]
-            if not rows:
+            if not rows and not view.overview_png:
                 continue
             base = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(view.record.get("check"))) or "check"
             stem, n = base, 1
@@ -267,6 +269,10 @@ class AuditCollector:
                 path = folder / f"{stem}-{row.index}.png"
                 atomic_write_bytes(path, base64.b64decode(row.overlay_png or ""))
                 view.files.append(str(path))
+            if view.overview_png:
+                path = folder / f"{stem}-overview.png"
+                atomic_write_bytes(path, base64.b64decode(view.overview_png))
+                view.overview_file = str(path)
 
     # -- xdist ------------------------------------------------------------------------------
 
@@ -287,14 +293,28 @@ class AuditCollector:
         """Merge every metric marked ``updated`` into the baseline file, under its lock.
 
         Other entries of the file, including those another run wrote meanwhile, are kept
-        (see :func:`modelaudit.baseline.update_baseline_file`).
+        (see :func:`modelaudit.baseline.update_baseline_file`); each entry gets its
+        per-sample values and fingerprint. Only a clean run writes: when a test failed or
+        errored, or a test started and never finished (an interrupted run), the file is
+        left untouched and the note says why.
         """
         from modelaudit.baseline import update_baseline_file
 
         updates: list[Comparison] = [
             c for e in self.entries for c in e.metrics if c.status == "updated"
         ]
-        if not updates:
+        failed = [e.nodeid for e in self.entries if e.failed]
+        if self._running or failed:
+            why = (
+                f"the run was interrupted ({len(self._running)} test(s) did not finish)"
+                if self._running
+                else f"{len(failed)} test(s) failed, e.g. {failed[0]}"
+            )
+            note = (
+                f"baseline {path} NOT updated: {why}; fix or deselect the failing tests, "
+                "then re-run with --audit-update-baseline"
+            )
+        elif not updates:
             note = f"no metrics recorded: baseline {path} left unchanged"
         else:
             stored = update_baseline_file(path, updates)

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelaudit.baseline import Comparison
-from modelaudit.report.overlay import image_to_rgb, overlay, png_bytes
+from modelaudit.report.overlay import image_to_rgb, overlay, overview_picture, png_bytes
 from modelaudit.report.picking import sample_order
 
 if TYPE_CHECKING:
@@ -81,6 +81,10 @@ class RecordView:
         hidden: how many samples were not drawn because of the cap.
         error: why the samples could not be drawn, if they could not.
         files: overlay PNGs of failing samples written next to the report, if any.
+        overview_png: a failed record's dataset-level picture (mean heat map, mean object,
+            off-object mass; :func:`~modelaudit.report.overlay.overview_picture`), base64.
+        overview_caption: where the off-object mass lies, in words.
+        overview_file: the overview PNG written next to the report, if any.
     """
 
     record: dict[str, Any]
@@ -88,6 +92,9 @@ class RecordView:
     hidden: int = 0
     error: str | None = None
     files: list[str] = dataclasses.field(default_factory=list)
+    overview_png: str | None = None
+    overview_caption: str | None = None
+    overview_file: str | None = None
 
 
 @dataclasses.dataclass
@@ -155,6 +162,9 @@ class TestEntry:
                     hidden=int(r.get("hidden", 0)),
                     error=r.get("error"),
                     files=[str(f) for f in r.get("files", [])],
+                    overview_png=r.get("overview_png"),
+                    overview_caption=r.get("overview_caption"),
+                    overview_file=r.get("overview_file"),
                 )
                 for r in data.get("records", [])
             ],
@@ -212,6 +222,7 @@ def record_view(
     max_samples: int = 64,
     alpha: float = 0.5,
     colormap: str = "inferno",
+    overview: bool = True,
 ) -> RecordView:
     """Render a record's samples (input and overlay PNGs) for the report.
 
@@ -221,9 +232,12 @@ def record_view(
     (:func:`~modelaudit.report.picking.sample_order`); drawing problems are reported in
     ``error`` instead of raised, so a report is always written. A record without
     ``samples`` (hook, shape and baseline checks) gives a view without rows: the report
-    lists its items from ``view.record``.
+    lists its items from ``view.record``. A failed record's ``overview`` is drawn too
+    (``overview=False``: not).
     """
     view = RecordView(record=record.to_json())
+    if overview and not record.passed:
+        _draw_overview(view, record, alpha=alpha, colormap=colormap)
     samples = record.samples
     if samples is None or samples.maps is None:
         return view
@@ -257,3 +271,27 @@ def record_view(
         view.samples, view.hidden = [], 0
         view.error = f"could not draw the samples: {exc}"
     return view
+
+
+def _draw_overview(view: RecordView, record: AuditRecord, *, alpha: float, colormap: str) -> None:
+    """Put ``record.overview``'s picture and caption on ``view`` (a problem goes to ``error``).
+
+    Example:
+        >>> import torch
+        >>> from modelaudit.checks.record import AuditRecord, Overview
+        >>> rec = AuditRecord("iou", "assert_iou", False, (0.1,), overview=Overview(
+        ...     torch.rand(8, 8), torch.zeros(8, 8), torch.rand(8, 8), caption="where"))
+        >>> view = RecordView(record={})
+        >>> _draw_overview(view, rec, alpha=0.5, colormap="inferno")
+        >>> view.overview_caption, view.overview_png[:8]
+        ('where', 'iVBORw0K')
+    """
+    if record.overview is None:
+        return
+    try:
+        picture = overview_picture(record.overview, alpha=alpha, colormap=colormap)
+    except (ValueError, TypeError, IndexError) as exc:
+        view.error = f"could not draw the overview: {exc}"
+        return
+    view.overview_png = encode_png(picture)
+    view.overview_caption = record.overview.caption

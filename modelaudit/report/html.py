@@ -99,6 +99,9 @@ img.px { width: 160px; height: auto; image-rendering: pixelated; display: block;
 .sample .pair { display: flex; gap: 6px; }
 .sample .pair span { display: block; font-size: 11px; color: #667085; text-align: center; }
 .sample figcaption { margin-top: 4px; font-size: 13px; }
+img.overview { width: 600px; max-width: 100%; height: auto; image-rendering: pixelated;
+               display: block; border: 1px solid var(--line); }
+figure.overview { display: block; margin: 8px 0 12px; }
 .record p.msg { white-space: pre-wrap; margin: 4px 0; color: #344054; font-size: 13px; }
 .note { color: #667085; font-size: 13px; }
 figure { display: inline-block; margin: 6px 12px 6px 0; }
@@ -138,12 +141,19 @@ def _metrics_table(metrics: Sequence[Comparison]) -> str:
         return ""
     rows = []
     for c in metrics:
+        paired = ""
+        if c.ci is not None and c.samples is not None:
+            paired = (
+                f"<br><span class='note'>95% CI {_fmt(c.ci[0])} to {_fmt(c.ci[1])}, "
+                f"paired on {len(c.samples)} samples</span>"
+            )
+        note = f"<br><span class='note'>{escape(c.note)}</span>" if c.note else ""
         rows.append(
             f'<tr class="{"" if c.passed else "bad-row"}"><td><code>{escape(c.name)}</code></td>'
             f'<td class="num">{_fmt(c.value)}</td><td class="num">{_fmt(c.baseline)}</td>'
-            f'<td class="num">{_fmt(c.delta)}</td><td>{escape(c.direction)} is better</td>'
+            f'<td class="num">{_fmt(c.delta)}{paired}</td><td>{escape(c.direction)} is better</td>'
             f'<td class="num">{_fmt(100 * c.tolerance)}%</td>'
-            f"<td>{_verdict(c.passed)} <span class='note'>{escape(c.status)}</span></td></tr>"
+            f"<td>{_verdict(c.passed)} <span class='note'>{escape(c.status)}</span>{note}</td></tr>"
         )
     return (
         "<h3>Metrics</h3><table class='metrics'><tr><th>metric</th><th>value</th>"
@@ -237,6 +247,23 @@ def _sample_cards(view: RecordView) -> str:
     return "<div class='samples'>" + "".join(cards) + "</div>"
 
 
+def _overview(view: RecordView) -> str:
+    """A failed record's dataset-level picture, its caption and its file (or nothing)."""
+    if not view.overview_png:
+        return ""
+    where = escape(view.overview_caption or "")
+    file = f"<br><code>{escape(view.overview_file)}</code>" if view.overview_file else ""
+    return (
+        "<figure class='overview'><img class='overview' "
+        f"src='data:image/png;base64,{view.overview_png}' alt='overview: {where}'>"
+        "<figcaption>Where the model looks instead: "
+        f"<strong>{where}</strong><br><span class='note'>left: the mean heat map over the "
+        "mean image, with the pixels inside at least half the objects outlined; middle: "
+        "the mean object (white: every object covers the pixel); right: the mean mass off "
+        f"the object, the named region outlined</span>{file}</figcaption></figure>"
+    )
+
+
 def _record_block(view: RecordView, anchor: str, shown: str) -> str:
     rec = view.record
     body = [_record_head(rec, anchor)]
@@ -245,6 +272,7 @@ def _record_block(view: RecordView, anchor: str, shown: str) -> str:
         body.append(f"<p class='msg'>{escape(message)}</p>")
     if view.error:
         body.append(f"<p class='note'>{escape(view.error)}</p>")
+    body.append(_overview(view))
     body.append(_sample_cards(view) if view.samples else _item_table(rec))
     if view.hidden:
         body.append(f"<p class='note'>{view.hidden} more samples not shown.</p>")

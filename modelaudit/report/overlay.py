@@ -42,12 +42,13 @@ from modelaudit.report.colormap import colorize, colormap_lut
 from modelaudit.report.picking import sample_order
 
 if TYPE_CHECKING:
-    from modelaudit.checks.record import AuditRecord
+    from modelaudit.checks.record import AuditRecord, Overview
 
 __all__ = [
     "OUTLINE_COLORS",
     "image_to_rgb",
     "overlay",
+    "overview_picture",
     "png_bytes",
     "save_png",
     "write_overlays",
@@ -391,3 +392,54 @@ def write_overlays(
         )
         paths.append(str(save_png(picture, out_dir / f"{stem}-{i}.png")))
     return paths
+
+
+OVERVIEW_MIN_SIDE = 128
+"""Each panel of :func:`overview_picture` is enlarged (nearest pixel) to at least this."""
+
+
+def _peak_scaled(heat: Any) -> np.ndarray:
+    arr = np.clip(_to_numpy(heat, "heatmap").astype(np.float64), 0.0, None)
+    top = float(arr.max()) if arr.size else 0.0
+    return arr / top if top > 0 else arr
+
+
+def overview_picture(
+    overview: Overview, *, alpha: float = 0.5, colormap: str = "inferno"
+) -> np.ndarray:
+    """Three panels side by side: where the maps look on average, and where that is.
+
+    1. the mean heat map (scaled to its peak) over the mean image, or alone without
+       images, with the outline of the pixels inside at least half the objects (mask
+       colour);
+    2. the mean object: the fraction of objects covering each pixel, black to white;
+    3. the mean off-object mass (scaled to its peak) over the mean image, with the region
+       the caption names outlined (box colour).
+
+    Panels are enlarged to :data:`OVERVIEW_MIN_SIDE` pixels and parted by white gaps.
+
+    Example:
+        >>> import torch
+        >>> from modelaudit.checks.record import Overview
+        >>> ov = Overview(torch.rand(8, 8), torch.zeros(8, 8), torch.rand(8, 8))
+        >>> overview_picture(ov).shape
+        (128, 392, 3)
+    """
+    region = _to_numpy(overview.mean_region, "mean_region").astype(np.float64)
+    outline = region >= 0.5
+    image = overview.image
+    palette = OUTLINE_COLORS[colormap]
+    heat = overlay(
+        image, _peak_scaled(overview.mean_map), mask=outline, alpha=alpha, colormap=colormap
+    )
+    truth = np.rint(np.repeat(np.clip(region, 0.0, 1.0)[..., None], 3, axis=-1) * 255).astype(
+        np.uint8
+    )
+    _draw_mask(truth, outline, palette["mask"])
+    off = overlay(image, _peak_scaled(overview.off_map), alpha=alpha, colormap=colormap)
+    if overview.region_mask is not None:
+        _draw_mask(off, overview.region_mask, palette["box"])
+    k = max(1, -(-OVERVIEW_MIN_SIDE // max(1, min(heat.shape[:2]))))
+    panels = [np.repeat(np.repeat(p, k, axis=0), k, axis=1) for p in (heat, truth, off)]
+    gap = np.full((panels[0].shape[0], 4, 3), 255, dtype=np.uint8)
+    return np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)

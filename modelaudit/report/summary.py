@@ -6,6 +6,9 @@ with its direction | obtained - bound | verdict). A baseline-gate record over me
 already have rows (the ``audit`` fixture's) is not repeated. Passing tests that only
 called checks, without asking for modelaudit, stay out of the table (they are in the HTML
 report). Numbers show 4 significant digits; deltas carry a sign; a missing value is ``-``.
+Below the table, one line per kind of fingerprint change says how many baseline
+comparisons ran against a different model, method, layer, data or library versions
+(:func:`fingerprint_lines`).
 
 Example:
     >>> from modelaudit.baseline import Comparison
@@ -28,12 +31,19 @@ from typing import Any
 from modelaudit._format import format_number
 from modelaudit.report.entries import TestEntry, mirrors_metrics
 
-__all__ = ["HEADER", "summary_lines", "summary_rows"]
+__all__ = ["HEADER", "fingerprint_lines", "summary_lines", "summary_rows"]
 
 HEADER = ("metric", "value", "baseline", "delta", "pass/fail")
 """Column titles of the table; a row has either all five cells or one (a test's id)."""
 
 _SIGNS = {"higher": ">= ", "lower": "<= "}
+_CHANGES = {
+    "model": "against a different model",
+    "method": "with a different method",
+    "layer": "at a different layer",
+    "data": "on different data",
+    "versions": "under different library versions",
+}
 
 
 def _fmt(value: Any, signed: bool = False) -> str:
@@ -113,13 +123,38 @@ def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
     return [fmt(HEADER)] + [fmt(r) if len(r) == len(HEADER) else r[0] for r in rows]
 
 
+def fingerprint_lines(entries: Iterable[TestEntry]) -> list[str]:
+    """Lines counting the baseline comparisons whose fingerprint differs, per kind of change.
+
+    Example:
+        >>> from modelaudit.baseline import Comparison
+        >>> from modelaudit.report.entries import TestEntry
+        >>> c = Comparison("t::m", "m", 0.7, "higher", 0.05, 0.7, "ok", changed=("model",))
+        >>> fingerprint_lines([TestEntry("t", metrics=[c, c])])
+        ['baseline comparisons against a different model: 2 metrics (see report)']
+    """
+    counts = dict.fromkeys(_CHANGES, 0)
+    for entry in entries:
+        for c in entry.metrics:
+            for part in c.changed:
+                if part in counts:
+                    counts[part] += 1
+    return [
+        f"baseline comparisons {_CHANGES[part]}: {n} metric{'s' if n != 1 else ''} (see report)"
+        for part, n in counts.items()
+        if n
+    ]
+
+
 def summary_lines(entries: Iterable[TestEntry]) -> list[str]:
-    """The summary table as text lines (header first); empty when there is nothing to show.
+    """The summary table as text lines (header first), then :func:`fingerprint_lines`;
+    empty when there is nothing to show.
 
     Example:
         >>> from modelaudit.report.entries import TestEntry, mirrors_metrics
         >>> summary_lines([TestEntry("t")])
         []
     """
+    entries = list(entries)
     rows = summary_rows(entries)
-    return _table(rows) if rows else []
+    return [*_table(rows), *fingerprint_lines(entries)] if rows else []

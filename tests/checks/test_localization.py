@@ -79,6 +79,8 @@ def test_failure_message_reads_like_approx() -> None:
         "  chance:   0.25 (what a uniform map scores; mean over samples)",
         "  failing samples, worst first:",
         "    2: 0",
+        "  Where the model looks instead: 33% of the maps' mass lies off the object; most of it "
+        "in the bottom-right corner (100% of the off-object mass in 6% of the image)",
         "  method: gradcam, layer: layer4",
     ]
 

@@ -453,7 +453,7 @@ def _public_asserts() -> list[str]:
 
 def test_every_public_assert_hides_its_frame() -> None:
     names = _public_asserts()
-    assert len(names) == 12 and set(names) <= set(checks.__all__)
+    assert len(names) == 14 and set(names) <= set(checks.__all__)
     for name in [*names, "decide"]:
         fn = inspect.unwrap(getattr(ma, name))
         assert "__tracebackhide__" in fn.__code__.co_varnames, name

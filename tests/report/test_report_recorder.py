@@ -132,3 +132,97 @@ def test_attach_and_overlay_save_pngs(tmp_path):
     assert np.array_equal(iio.imread(att.path), picture)
     again = audit.attach("from file", att.path)
     assert np.array_equal(iio.imread(str(again.path)), picture)
+
+
+def _maps(x, method="gradcam"):
+    from modelaudit.explainers.explanation import Explanation
+
+    return Explanation(torch.rand(len(x), 4, 4), method=method, layer="0", targets=None, inputs=x)
+
+
+def test_per_sample_values_are_paired_with_the_stored_ones():
+    base = Baseline(path="gate.json")
+    stored = np.linspace(0.5, 0.7, 32)
+    base.set("t::mass", float(stored.mean()), direction="higher", tolerance=0.05, samples=stored)
+    audit = AuditRecorder("t", baseline=base)
+    noise = np.random.default_rng(0).normal(0, 0.01, 32)
+    assert audit.metric("mass", torch.tensor(stored + noise)).passed  # a tensor of values
+    with pytest.raises(AuditFailure) as info:
+        audit.metric("mass2", list(stored - 0.1))  # a list; no entry: missing
+    assert "no baseline entry" in str(info.value)
+    audit2 = AuditRecorder("t", baseline=base)
+    with pytest.raises(AuditFailure) as info:
+        audit2.metric("mass", stored - 0.1)  # a numpy array, every sample 0.1 lower
+    text = str(info.value)
+    assert "mass: regressed: mean 0.5 vs baseline 0.6 on the same 32 samples" in text
+    assert "95% CI -0.1 to -0.1; allowed: -0.03" in text
+    c = audit2.comparisons[0]
+    assert c.value == pytest.approx(0.5) and c.samples == pytest.approx(
+        tuple(stored - 0.1), abs=1e-6
+    )
+
+
+def test_update_run_stores_samples_and_the_fingerprint(tmp_path):
+    from modelaudit.fingerprints import fingerprint
+
+    model, x = torch.nn.Conv2d(3, 2, 1), torch.rand(3, 3, 4, 4)
+    audit = AuditRecorder(
+        "t", baseline=Baseline(path=tmp_path / "b.json"), update=True, model=model
+    )
+    audit.metric("mass_in_box", torch.tensor([0.25, 0.5, 0.123456789]), maps=_maps(x))
+    (c,) = audit.comparisons
+    assert (c.status, c.samples) == ("updated", (0.25, 0.5, 0.123457))
+    assert c.fingerprint == fingerprint(model, x, method="gradcam", layer="0")
+    base = Baseline()
+    base.apply(audit.comparisons)
+    entry = base["t::mass_in_box"]
+    assert entry.n == 3 and entry.fingerprint == c.fingerprint
+    assert entry.value == pytest.approx((0.25 + 0.5 + 0.123456789) / 3)
+
+
+def test_a_different_model_is_named_in_the_record_pass_or_fail():
+    x = torch.rand(4, 3, 4, 4)
+    torch.manual_seed(0)
+    old_model, new_model = torch.nn.Conv2d(3, 2, 1), torch.nn.Conv2d(3, 2, 1)
+    writer = AuditRecorder("t", baseline=Baseline(), update=True, model=old_model)
+    writer.metric("mass", [0.6, 0.6, 0.6, 0.6], maps=_maps(x))
+    base = Baseline(path="gate.json")
+    base.apply(writer.comparisons)
+    audit = AuditRecorder("t", baseline=base, model=new_model)
+    record = audit.metric("mass", [0.6, 0.61, 0.6, 0.6], maps=_maps(x))
+    c = audit.comparisons[0]
+    assert record.passed and c.changed == ("model",)
+    assert c.note.startswith("model weights differ from the baseline's (state_dict ")
+    assert c.note.endswith("; method, layer and data match")
+    assert c.note in record.reasons[0]
+    same = AuditRecorder("t", baseline=base, model=old_model)
+    same.metric("mass", [0.6] * 4, maps=_maps(x))
+    assert same.comparisons[0].changed == () and same.comparisons[0].note == ""
+    other = AuditRecorder("t", baseline=base, model=old_model)
+    other.metric("mass", [0.6] * 4, maps=_maps(x, method="layercam"), fingerprint={"extra": "1"})
+    assert other.comparisons[0].changed == ("method",)
+    assert other.comparisons[0].fingerprint["extra"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"value": [0.5, math.nan]},
+            "metric 'm': per-sample values must be finite, got nan at index 1",
+        ),
+        ({"value": torch.tensor([0.5, math.inf])}, "got inf at index 1"),
+        ({"value": np.zeros((2, 3))}, "metric 'm': per-sample values must be 1-D"),
+        ({"value": []}, "metric 'm': per-sample values are empty"),
+        ({"value": [0.5, "a"]}, "metric 'm' must be a number or per-sample numbers"),
+        ({"value": 0.5, "fingerprint": "v2"}, "fingerprint must be a dict of strings"),
+        ({"value": 0.5, "fingerprint": {"data": 2}}, "fingerprint must map strings to strings"),
+        ({"value": 0.5, "maps": torch.zeros(1, 4, 4)}, "maps= must be heat maps"),
+    ],
+)
+def test_bad_values_fingerprints_and_maps_name_the_argument(kwargs, message):
+    audit = AuditRecorder("t")
+    with pytest.raises(InvalidInputError) as info:
+        audit.metric("m", **kwargs)
+    assert message in str(info.value)
+    assert audit.comparisons == []
