@@ -44,12 +44,24 @@ def model_facts(model_name: str) -> dict[str, Any]:
 def cam_layer(
     audit_model: torch.nn.Module, model_facts: dict[str, Any], probe: torch.Tensor
 ) -> str:
-    """The layer CAM methods explain: the zoo's documented one, else the automatic default.
+    """The layer the structural audits explain: the zoo's documented one, else the default.
 
     The default is the last layer returning a 4-D feature map (``layer4`` of a ResNet);
     ``modelaudit layers MODEL`` lists the names you can pick instead.
     """
     return model_facts.get("gradcam_layer") or default_layer(audit_model, probe)
+
+
+@pytest.fixture(scope="session")
+def object_layer(audit_model: torch.nn.Module, shapes: Any) -> str:
+    """The layer the attention audits explain: the deepest whose cells fit the objects.
+
+    ``ma.choose_layer`` picks the deepest layer at which the median box spans at least two
+    cells each way (a coarser grid blurs every map over the whole object and beyond, so
+    no heat map could show what the model reads); for ``shapes-cnn`` that is its last
+    block (16 x 16 cells of 4 px, boxes of about 23 px).
+    """
+    return ma.choose_layer(audit_model, shapes.images, shapes.boxes).name
 
 
 @pytest.fixture(scope="session")

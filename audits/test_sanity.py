@@ -13,9 +13,9 @@ N = 16  # images; each randomisation step explains all of them once
 MAX_SIMILARITY = 0.4  # mean over images of the rank correlation at the most similar step
 
 
-def test_map_changes_when_weights_are_randomized(audit_model, shapes, cam_layer):
+def test_map_changes_when_weights_are_randomized(audit_model, shapes, object_layer):
     images, labels = shapes.images[:N], shapes.labels[:N]
-    maps = ma.gradcam(audit_model, images, target=labels, layer=cam_layer)
+    maps = ma.gradcam(audit_model, images, target=labels, layer=object_layer)
 
     # Grad-CAM runs again, same layer and targets, on randomised copies of the model.
     ma.assert_map_changes_when_randomized(
