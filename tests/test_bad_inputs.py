@@ -116,6 +116,37 @@ Call = Callable[[nn.Module, Path], Any]
 FIX = "fix it by hand, or delete it and re-create it with --audit-update-baseline"
 
 LIBRARY_CASES = [
+    # --- once unclear (a TypeError, AttributeError, bare ValueError, or NaN passing)
+    pytest.param(
+        lambda m, t: ma.gradcam(m, X, 0, "0", reshape=3),
+        InvalidInputError,
+        "gradcam(): reshape must be a function activation -> (N, C, h, w)",
+        id="explain-reshape-not-callable",
+    ),
+    pytest.param(
+        lambda m, t: ma.capture(m, "0", calls="once").__enter__(),
+        InvalidInputError,
+        "calls='once' is not a policy; use one of 'last', 'all', 'error'",
+        id="capture-calls-policy",
+    ),
+    pytest.param(
+        lambda m, t: ma.assert_within_baseline([1, 2]),
+        InvalidInputError,
+        "assert_within_baseline takes Comparison objects",
+        id="baseline-gate-numbers",
+    ),
+    pytest.param(
+        lambda m, t: ma.assert_hook_grads_match_autograd(m, X, ["0"], atol=math.nan),
+        InvalidInputError,
+        "atol must be a finite number >= 0",
+        id="gradients-atol-nan",
+    ),
+    pytest.param(
+        lambda m, t: ma.assert_hooks_preserve_gradients(m, X, rtol=-1.0),
+        InvalidInputError,
+        "rtol must be a finite number >= 0",
+        id="gradients-rtol-negative",
+    ),
     # --- explainers: layers
     pytest.param(
         lambda m, t: ma.gradcam(m, X, 0, "nope"),

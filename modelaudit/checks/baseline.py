@@ -55,6 +55,14 @@ def assert_within_baseline(
     __tracebackhide__ = True
     if not comparisons:
         raise InvalidInputError("assert_within_baseline needs at least one comparison")
+    wrong = [i for i, c in enumerate(comparisons) if not isinstance(c, Comparison)]
+    if wrong:
+        got = type(comparisons[wrong[0]]).__name__
+        raise InvalidInputError(
+            f"assert_within_baseline takes Comparison objects (Baseline.compare, "
+            f"audit.comparisons); got {got} at index {wrong[0]}. To gate a number on the "
+            "baseline, use audit.metric(name, value)"
+        )
     failing = tuple(i for i, c in enumerate(comparisons) if not c.passed)
     directions = {c.direction for c in comparisons}
     record = AuditRecord(

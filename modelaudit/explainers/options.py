@@ -33,6 +33,7 @@ import typing
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypedDict, TypeVar, cast
 
+from modelaudit.errors import InvalidInputError
 from modelaudit.explainers.engine import DEFAULT_PASS_SIZE, PassSize, Reshape
 from modelaudit.explainers.explanation import Explanation
 from modelaudit.explainers.registry import register_method
@@ -126,6 +127,7 @@ def resolve_options(method: str, options: Mapping[str, Any], allowed: type) -> d
 
     Raises:
         TypeError: an option ``method`` does not take (with the closest names).
+        InvalidInputError: a ``reshape`` that is not callable.
 
     Example:
         >>> resolve_options("cam", {"relu": False}, CamOptions)["relu"]
@@ -137,6 +139,12 @@ def resolve_options(method: str, options: Mapping[str, Any], allowed: type) -> d
     """
     names = _KEYS.get(allowed) or tuple(typing.get_type_hints(allowed))
     check_keywords(method, options, names)
+    reshape = options.get("reshape")
+    if reshape is not None and not callable(reshape):
+        raise InvalidInputError(
+            f"{method}(): reshape must be a function activation -> (N, C, h, w) (e.g. "
+            f"modelaudit.vit_reshape) or None; got {reshape!r}"
+        )
     return {**{name: DEFAULTS[name] for name in names}, **options}
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import math
 import operator
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -259,6 +260,25 @@ def _layer_problems(
     return worst, problems
 
 
+def check_tolerances(**tolerances: float) -> None:
+    """Raise a clear error for a tolerance that is not a finite number >= 0.
+
+    Example:
+        >>> check_tolerances(atol=1e-6, rtol=0.0)
+        >>> check_tolerances(atol=float("nan"))
+        Traceback (most recent call last):
+        ...
+        modelaudit.errors.InvalidInputError: atol must be a finite number >= 0 (a NaN or negative tolerance makes the comparison meaningless); got nan
+    """
+    for name, value in tolerances.items():
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (ok and math.isfinite(value) and value >= 0):
+            raise InvalidInputError(
+                f"{name} must be a finite number >= 0 (a NaN or negative tolerance makes the "
+                f"comparison meaningless); got {value!r}"
+            )
+
+
 def hook_grad_gaps(
     model: nn.Module,
     inputs: Inputs,
@@ -276,6 +296,7 @@ def hook_grad_gaps(
     with ``torch.autograd.grad(score, layer outputs)`` while the model's own backward hooks
     are disabled: the true derivatives.
     """
+    check_tolerances(atol=atol, rtol=rtol)
     xs = _as_tuple(inputs)
     names = list(resolve_layers(model, layers))
     with preserved_state(model, eval_mode=True):
@@ -356,6 +377,7 @@ def hook_gradient_effects(
     Forward-pre, forward, backward-pre and backward hooks are stashed and put back in a
     ``finally``. On a difference, each hook is enabled on its own to find the culprits.
     """
+    check_tolerances(atol=atol, rtol=rtol)
     xs = _as_tuple(inputs)
     with preserved_state(model, eval_mode=True):
         for p in model.parameters():

@@ -78,7 +78,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from modelaudit.errors import HookError
+from modelaudit.errors import HookError, InvalidInputError
 from modelaudit.hooks._tree import keeper, map_tensors
 from modelaudit.hooks.layers import LayerSpec, resolve_layers
 
@@ -224,7 +224,7 @@ class Capture:
 
 def _check_policy(calls: str) -> None:
     if calls not in _POLICIES:
-        raise ValueError(
+        raise InvalidInputError(
             f"calls={calls!r} is not a policy; use one of {', '.join(map(repr, _POLICIES))}."
         )
 
