@@ -147,6 +147,24 @@ LIBRARY_CASES = [
         "rtol must be a finite number >= 0",
         id="gradients-rtol-negative",
     ),
+    pytest.param(
+        lambda m, t: ma.preserved_state(3).__enter__(),
+        InvalidInputError,
+        "preserved_state needs a torch.nn.Module; got int",
+        id="preserved-state-not-a-module",
+    ),
+    pytest.param(
+        lambda m, t: ma.hooks_by_module("model"),
+        InvalidInputError,
+        "hooks_by_module needs a torch.nn.Module; got str",
+        id="hooks-by-module-not-a-module",
+    ),
+    pytest.param(
+        lambda m, t: ma.layer_names(None),
+        InvalidInputError,
+        "layer_names needs a torch.nn.Module; got NoneType",
+        id="layer-names-not-a-module",
+    ),
     # --- explainers: layers
     pytest.param(
         lambda m, t: ma.gradcam(m, X, 0, "nope"),

@@ -31,6 +31,8 @@ from typing import Any
 
 from torch import nn
 
+from modelaudit.hooks.layers import check_module
+
 __all__ = [
     "HookId",
     "ModuleHook",
@@ -90,7 +92,7 @@ def hooks_by_module(model: nn.Module) -> dict[str, dict[str, int]]:
         >>> h.remove()
     """
     out: dict[str, dict[str, int]] = {}
-    for name, module in model.named_modules():
+    for name, module in check_module(model, "hooks_by_module").named_modules():
         counts: dict[str, int] = {}
         for kind, attr in _module_kind_attrs(module).items():
             n = len(getattr(module, attr))
@@ -171,7 +173,7 @@ def list_hooks(model: nn.Module, kinds: Collection[str] = RUNTIME_KINDS) -> list
         >>> h.remove()
     """
     out = []
-    for name, module in model.named_modules():
+    for name, module in check_module(model, "list_hooks").named_modules():
         attrs = _module_kind_attrs(module)
         for kind in kinds:
             attr = attrs.get(kind)

@@ -55,9 +55,23 @@ _ACCEPTED = (
 )
 
 
+def check_module(model: object, what: str) -> nn.Module:
+    """``model`` if it is an ``nn.Module``, else a clear error naming the call.
+
+    Example:
+        >>> check_module(3, "layer_names")
+        Traceback (most recent call last):
+        ...
+        modelaudit.errors.InvalidInputError: layer_names needs a torch.nn.Module; got int
+    """
+    if not isinstance(model, nn.Module):
+        raise InvalidInputError(f"{what} needs a torch.nn.Module; got {type(model).__name__}")
+    return model
+
+
 def layer_names(model: nn.Module) -> list[str]:
     """Qualified names of all submodules (the root, named ``""``, excluded), in model order."""
-    return [name for name, _ in model.named_modules() if name]
+    return [name for name, _ in check_module(model, "layer_names").named_modules() if name]
 
 
 def leaf_layers(model: nn.Module) -> dict[str, nn.Module]:

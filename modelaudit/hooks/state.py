@@ -25,6 +25,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from modelaudit.hooks.layers import check_module
+
 __all__ = ["ModelState", "preserved_state"]
 
 
@@ -99,7 +101,7 @@ def preserved_state(
             mixes samples of a batch; Dropout makes maps random).
         values: also restore parameter and buffer values (costs a copy of the weights).
     """
-    state = ModelState.of(model, values=values)
+    state = ModelState.of(check_module(model, "preserved_state"), values=values)
     try:
         if eval_mode:
             model.eval()
