@@ -25,7 +25,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from modelaudit._format import format_number
@@ -69,6 +69,9 @@ def _entry_rows(entry: TestEntry) -> list[tuple[str, ...]]:
         if mirrors_metrics(view, entry.metrics):
             continue
         r = view.record
+        if r.get("obtained") is None and r.get("unit") == "metric" and r.get("values"):
+            rows.extend(_item_rows(r))  # several numbers, each with its own condition
+            continue
         bound, obtained = r.get("bound"), r.get("obtained")
         sign = _SIGNS.get(str(r.get("direction")), "")
         delta = (
@@ -86,6 +89,22 @@ def _entry_rows(entry: TestEntry) -> list[tuple[str, ...]]:
             )
         )
     return rows
+
+
+def _item_rows(record: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    """One row per item of a record that decides several conditions without one bound.
+
+    Example:
+        >>> _item_rows({"check": "bg", "items": ["a", "b"], "values": [0.25, 1.0],
+        ...             "unit": "metric", "failing": [1]})
+        [('  bg: a', '0.25', '-', '-', 'pass'), ('  bg: b', '1', '-', '-', 'FAIL')]
+    """
+    failing = set(record.get("failing") or ())
+    return [
+        (f"  {record.get('check')}: {item}", _fmt(value), "-", "-",
+         "FAIL" if i in failing else "pass")
+        for i, (item, value) in enumerate(zip(record["items"], record["values"], strict=False))
+    ]  # fmt: skip
 
 
 def summary_rows(entries: Iterable[TestEntry]) -> list[tuple[str, ...]]:

@@ -149,3 +149,24 @@ def test_every_cell_sits_in_its_column(metrics):
         for i in (1, 2, 3):
             assert line[: ends[i]].endswith(" " + cell_row[i])
         assert line[ends[3] :] == "  " + cell_row[4]
+
+
+def test_a_record_of_several_numbers_without_one_bound_gets_a_row_per_number():
+    from modelaudit.report.entries import RecordView, TestEntry
+    from modelaudit.report.summary import summary_rows
+
+    record = {
+        "check": "background_reliance",
+        "items": ["only_bg accuracy", "mixed_rand accuracy"],
+        "values": [0.9, 0.1],
+        "unit": "metric",
+        "obtained": None,
+        "failing": [0, 1],
+        "passed": False,
+    }
+    rows = summary_rows([TestEntry("t", records=[RecordView(record)], audited=True)])
+    assert rows == [
+        ("t",),
+        ("  background_reliance: only_bg accuracy", "0.9", "-", "-", "FAIL"),
+        ("  background_reliance: mixed_rand accuracy", "0.1", "-", "-", "FAIL"),
+    ]
