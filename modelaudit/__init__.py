@@ -91,7 +91,7 @@ if TYPE_CHECKING:
         rank_accuracy,
         shuffled_null,
     )
-    from modelaudit.report import AuditRecorder, overlay
+    from modelaudit.report import AuditRecorder, log_feature_maps, overlay
 
 __all__ = [
     "AuditFailure",
@@ -143,6 +143,7 @@ __all__ = [
     "layer_names",
     "layercam",
     "localization_ceiling",
+    "log_feature_maps",
     "mass_in_box",
     "noise_stability",
     "off_object_mass",
@@ -235,7 +236,7 @@ _HOME = {
         ],
         "modelaudit.checks",
     ),
-    **dict.fromkeys(["AuditRecorder", "overlay"], "modelaudit.report"),
+    **dict.fromkeys(["AuditRecorder", "log_feature_maps", "overlay"], "modelaudit.report"),
     "fingerprint": "modelaudit.fingerprints",
 }
 _SUBMODULES = frozenset(

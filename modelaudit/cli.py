@@ -173,9 +173,11 @@ def _add_explain_command(sub: _Commands, common: _Parser) -> None:
     explain = sub.add_parser(
         "explain",
         parents=[common],
-        help="explain one image: write a heat-map overlay PNG",
+        help="explain one image: write a captioned heat-map overlay PNG",
         description="Explain why MODEL predicts what it predicts for IMAGE and write the "
-        "heat map blended over the image as a PNG (the renderer of the audit report).",
+        "heat map blended over the image as a PNG (the renderer of the audit report), with "
+        "a colour bar and a caption: class, probability, method and layer (--bare: the "
+        "overlay alone).",
     )
     _model_args(explain)
     explain.add_argument("image", metavar="IMAGE", help="the image file (PNG, JPEG...)")
@@ -207,13 +209,26 @@ def _add_explain_command(sub: _Commands, common: _Parser) -> None:
 
 
 def _overlay_args(explain: argparse.ArgumentParser) -> None:
-    """How ``explain`` draws the overlay: opacity, colour map, enlargement."""
+    """How ``explain`` draws the picture: opacity, colour map, enlargement, box, caption."""
     explain.add_argument("--alpha", type=float, default=0.5, help="heat-map opacity (0.5)")
     explain.add_argument(
         "--colormap", choices=("inferno", "viridis"), default="inferno", help="(inferno)"
     )
     explain.add_argument(
-        "--scale", type=_size, default=1, help="enlarge the PNG N times, pixels as blocks (1)"
+        "--scale", type=_size, default=1, help="enlarge the image N times, pixels as blocks (1)"
+    )
+    explain.add_argument(
+        "--box",
+        nargs=4,
+        type=int,
+        metavar=("X1", "Y1", "X2", "Y2"),
+        help="outline this box: pixels of IMAGE as given, x2/y2 exclusive",
+    )
+    explain.add_argument(
+        "--bare",
+        action="store_true",
+        help="write only the overlay (the image's size times --scale), without colour bar "
+        "and caption",
     )
 
 
@@ -498,8 +513,11 @@ def _cmd_layers(args: argparse.Namespace, say: _Progress) -> int:
 # --------------------------------------------------------------------------- explain
 
 
-def _read_image(path: Path, channels: int, size: tuple[int, int] | None) -> np.ndarray:
-    """An image file as float (C, H, W) in [0, 1], with ``channels`` channels, maybe resized."""
+def _read_image(
+    path: Path, channels: int, size: tuple[int, int] | None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """An image file as float (C, H, W) in [0, 1], with ``channels`` channels, maybe resized;
+    and its own (H, W) before resizing."""
     import imageio.v3 as iio
     import numpy as np
 
@@ -533,11 +551,12 @@ def _read_image(path: Path, channels: int, size: tuple[int, int] | None) -> np.n
             arr = arr.mean(axis=-1, keepdims=True)
         else:
             raise CLIError(f"{path} has {have} channels; the model takes {channels}")
+    own = (int(arr.shape[0]), int(arr.shape[1]))
     if size is not None and arr.shape[:2] != size:
         from skimage.transform import resize
 
         arr = resize(arr, size, order=1, anti_aliasing=True)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32), own
 
 
 def _check_output(out: Path) -> None:
@@ -597,6 +616,59 @@ def _check_scale(scale: int, h: int, w: int) -> None:
         )
 
 
+def _input_box(
+    box: Sequence[int] | None, own: tuple[int, int], hw: tuple[int, int]
+) -> tuple[int, int, int, int] | None:
+    """Check ``--box`` against the image as given (``own`` = (H, W)) and map it to the
+    model's input (``hw``): x1/y1 rounded down, x2/y2 up, so the box still covers the object.
+    """
+    if box is None:
+        return None
+    x1, y1, x2, y2 = box
+    given = " ".join(map(str, box))
+    if not (x1 < x2 and y1 < y2):
+        raise CLIError(f"--box {given} is empty: need x1 < x2 and y1 < y2 (x2/y2 exclusive)")
+    (h, w), (th, tw) = own, hw
+    if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
+        raise CLIError(
+            f"--box {given} is outside the image ({h} x {w} px): need 0 <= x1 < x2 <= {w} "
+            f"and 0 <= y1 < y2 <= {h} (x2/y2 exclusive)"
+        )
+    return (x1 * tw // w, y1 * th // h, -(-x2 * tw // w), -(-y2 * th // h))
+
+
+def _write_picture(
+    args: argparse.Namespace,
+    image: np.ndarray,
+    maps: torch.Tensor,
+    box: tuple[int, int, int, int] | None,
+    caption: list[str],
+    out: Path,
+) -> None:
+    """Draw the figure (or, with ``--bare``, the overlay alone) and save it as ``out``."""
+    from modelaudit.report.figure import explain_figure
+    from modelaudit.report.overlay import overlay, save_png
+
+    if args.bare:
+        picture = overlay(image, maps[0], box=box, alpha=args.alpha, colormap=args.colormap)
+        if args.scale > 1:
+            picture = picture.repeat(args.scale, axis=0).repeat(args.scale, axis=1)
+    else:
+        picture = explain_figure(
+            image,
+            maps[0],
+            caption_lines=caption,
+            box=box,
+            scale=args.scale,
+            alpha=args.alpha,
+            colormap=args.colormap,
+        )
+    try:
+        save_png(picture, out)
+    except OSError as exc:
+        raise CLIError(f"cannot write --output {out}: {exc.strerror or _one_line(exc)}") from exc
+
+
 def _normalized(x: torch.Tensor, args: argparse.Namespace) -> torch.Tensor:
     """Apply ``--mean``/``--std`` to the (1, C, H, W) image tensor ``x``, if given."""
     import torch
@@ -618,7 +690,7 @@ def _cmd_explain(args: argparse.Namespace, say: _Progress) -> int:
     from modelaudit.explainers import get_method, guided_backprop, input_gradients, swin_reshape
     from modelaudit.explainers import vit_reshape as vit
     from modelaudit.loading import resolve_device
-    from modelaudit.report.overlay import overlay, save_png
+    from modelaudit.report.figure import explain_caption
 
     method = get_method(args.method)  # unknown names fail before the model loads
     if not 0.0 <= args.alpha <= 1.0:
@@ -631,8 +703,9 @@ def _cmd_explain(args: argparse.Namespace, say: _Progress) -> int:
     info = _zoo_info(args.model)
     fixed = args.size is not None or bool(info and info.get("input_size"))
     size = _hw(args.size, info, args.model) if fixed else None
-    image = _read_image(image_path, args.channels, size)
+    image, own = _read_image(image_path, args.channels, size)
     h, w = image.shape[1:]
+    box = _input_box(args.box, own, (h, w))
     if size is None:  # the image's own size goes to the model
         _check_sides((h, w), info, args.model, f"image {image_path} ({h} x {w} px)")
     _check_input_bytes(image.shape)
@@ -670,13 +743,15 @@ def _cmd_explain(args: argparse.Namespace, say: _Progress) -> int:
         + " ..."
     )
     maps = method(model, x, chosen, layer, **options)
-    picture = overlay(image, maps[0], alpha=args.alpha, colormap=args.colormap)
-    if args.scale > 1:
-        picture = picture.repeat(args.scale, axis=0).repeat(args.scale, axis=1)
-    try:
-        save_png(picture, out)
-    except OSError as exc:
-        raise CLIError(f"cannot write --output {out}: {exc.strerror or _one_line(exc)}") from exc
+    caption = explain_caption(
+        target=_class_name(chosen, info),
+        probability=float(probs[chosen]),
+        method=args.method,
+        layer=getattr(maps, "layer", None) or layer,
+        predicted=_class_name(predicted, info),
+        predicted_probability=float(probs[predicted]),
+    )
+    _write_picture(args, image, maps, box, caption, out)
     print(
         f"{out}: {args.method} of class {_class_name(chosen, info)} "
         f"(p={float(probs[chosen]):.3f}); predicted {_class_name(predicted, info)} "

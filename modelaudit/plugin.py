@@ -183,6 +183,7 @@ class _AuditSession:
         self.config, self.opts = config, opts
         self.is_worker = hasattr(config, "workerinput")
         self.collector = AuditCollector(opts.report_dir, max_samples=opts.max_samples)
+        self.collector.tensorboard_dir = opts.tensorboard_dir
         self._device: torch.device | None = None
         self._baseline: Baseline | Exception | None = None
 

@@ -21,6 +21,7 @@ import modelaudit.strategies
 import modelaudit.zoo
 from modelaudit._version import __version__
 from modelaudit.cli import build_parser, layer_rows, main
+from modelaudit.report.figure import figure_layout, text_bitmap
 from modelaudit.report.overlay import overlay
 
 _names = itertools.count()
@@ -236,7 +237,7 @@ def test_explain_writes_the_gradcam_overlay(factory, tmp_path, capsys):
     spec = factory(SUMMER)
     image = _png(tmp_path / "scene.png", _scene())
     out = tmp_path / "gc.png"
-    assert main(["explain", spec, str(image), "-o", str(out), "--layer", "1"]) == 0
+    assert main(["explain", spec, str(image), "-o", str(out), "--layer", "1", "--bare"]) == 0
 
     x = _scene().astype(np.float64).transpose(2, 0, 1) / 255.0
     channel_sum = x.sum(axis=0)
@@ -254,7 +255,8 @@ def test_explain_target_with_negative_weights_gives_an_empty_map(factory, tmp_pa
     spec = factory(SUMMER)
     image = _png(tmp_path / "scene.png", _scene())
     out = tmp_path / "neg.png"
-    assert main(["explain", spec, str(image), "-o", str(out), "-l", "1", "-t", "1", "-q"]) == 0
+    argv = ["explain", spec, str(image), "-o", str(out), "-l", "1", "-t", "1", "--bare", "-q"]
+    assert main(argv) == 0
     x = _scene().astype(np.float64).transpose(2, 0, 1) / 255.0
     expected = overlay(x, np.zeros((24, 20)))  # ReLU of a negative map: all zero
     assert np.abs(iio.imread(out).astype(int) - expected.astype(int)).max() <= 1
@@ -265,11 +267,13 @@ def test_explain_grey_image_resized_and_default_output_name(factory, tmp_path, m
     spec = factory(SUMMER)
     monkeypatch.chdir(tmp_path)
     grey = _png(tmp_path / "grey.png", _scene()[..., 0])  # (H, W): repeated to 3 channels
-    assert main(["explain", spec, str(grey), "-m", "gradcam++", "--size", "12", "10", "-q"]) == 0
+    argv = ["explain", spec, str(grey), "-m", "gradcam++", "--size", "12", "10", "--bare", "-q"]
+    assert main(argv) == 0
     written = iio.imread(tmp_path / "grey-gradcampp.png")
     assert written.shape == (12, 10, 3)
-    assert main(["explain", spec, str(grey), "-o", "plain.png", "-q"]) == 0
-    assert main(["explain", spec, str(grey), "-o", "big.png", "--scale", "3", "-q"]) == 0
+    assert main(["explain", spec, str(grey), "-o", "plain.png", "--bare", "-q"]) == 0
+    argv = ["explain", spec, str(grey), "-o", "big.png", "--scale", "3", "--bare", "-q"]
+    assert main(argv) == 0
     plain, big = iio.imread(tmp_path / "plain.png"), iio.imread(tmp_path / "big.png")
     assert plain.shape == (24, 20, 3) and big.shape == (72, 60, 3)
     for dy in range(3):  # every pixel became a 3 x 3 block
@@ -280,7 +284,8 @@ def test_explain_grey_image_resized_and_default_output_name(factory, tmp_path, m
 def test_explain_zoo_class_name_target(tmp_path, capsys):
     image = _png(tmp_path / "s.png", np.zeros((64, 64, 3), dtype=np.uint8))
     out = tmp_path / "r.png"
-    assert main(["explain", "resnet18", str(image), "-t", "square", "-o", str(out), "-q"]) == 0
+    argv = ["explain", "resnet18", str(image), "-t", "square", "-o", str(out), "--bare", "-q"]
+    assert main(argv) == 0
     assert "of class 1 (square)" in capsys.readouterr().out
     assert iio.imread(out).shape == (64, 64, 3)
 
@@ -344,7 +349,116 @@ def test_explain_output_under_a_file_or_on_a_folder_names_the_right_path(
     assert Path("existing_file").read_text() == "mine\n" and list(Path("maps").iterdir()) == []
     # missing folders below a real one are still created
     assert main(["explain", spec, str(image), "-o", "maps/new/o.png", "-q"]) == 0
-    assert iio.imread("maps/new/o.png").shape == (24, 20, 3)
+    assert iio.imread("maps/new/o.png").shape[2] == 3
+
+
+def _caption_at(figure: np.ndarray, layout, line: int) -> np.ndarray:
+    """The ink of caption line ``line`` of a figure, as wide as the canvas allows."""
+    y, x = layout.caption[line]
+    rows = figure[y : y + 7 * layout.text_scale, x:]
+    return (rows == 0).all(axis=-1)
+
+
+def _shows(figure: np.ndarray, layout, line: int, text: str) -> bool:
+    bitmap = text_bitmap(text, layout.text_scale)
+    ink = _caption_at(figure, layout, line)
+    return bool(
+        np.array_equal(ink[:, : bitmap.shape[1]], bitmap) and not ink[:, bitmap.shape[1] :].any()
+    )
+
+
+def test_explain_figure_is_the_default_and_shows_the_overlay_and_caption(factory, tmp_path):
+    import torch
+
+    spec = factory(SUMMER)
+    image = _png(tmp_path / "scene.png", _scene())
+    fig_path, bare_path = tmp_path / "fig.png", tmp_path / "bare.png"
+    assert main(["explain", spec, str(image), "-o", str(fig_path), "-l", "1", "-q"]) == 0
+    argv = ["explain", spec, str(image), "-o", str(bare_path), "-l", "1", "--bare", "-q"]
+    assert main(argv) == 0
+    figure, bare = iio.imread(fig_path), iio.imread(bare_path)
+    x = torch.from_numpy(_scene().astype(np.float32).transpose(2, 0, 1) / 255.0)
+    s = float(x.sum(dim=0).mean())  # logits (s, -s): softmax of the explained class 0
+    p = float(torch.tensor([s, -s]).softmax(dim=0)[0])
+    lines = [f"class 0 p={p:.3f}", "gradcam at 1"]
+    lay = figure_layout(24, 20, lines)
+    assert figure.shape == (lay.height, lay.width, 3)
+    top, left, h, w = lay.image
+    assert np.array_equal(figure[top : top + h, left : left + w], bare)
+    assert all(_shows(figure, lay, i, text) for i, text in enumerate(lines))
+
+
+def _zoo_shape(tmp_path: Path) -> tuple[Path, list[int]]:
+    from modelaudit.report import save_png
+
+    data = modelaudit.zoo.audit_data(1)
+    path = save_png(data.images[0], tmp_path / "shape.png")
+    return path, [int(v) for v in data.boxes[0]]
+
+
+def test_explain_zoo_figure_with_box_and_scale(tmp_path, capsys):
+    image, box = _zoo_shape(tmp_path)
+    fig_path, bare_path = tmp_path / "fig.png", tmp_path / "bare.png"
+    common = ["explain", "shapes-cnn", str(image), "--box", *map(str, box), "--scale", "3"]
+    assert main([*common, "-o", str(fig_path), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert main([*common, "-o", str(bare_path), "--bare", "-q"]) == 0
+    figure, bare = iio.imread(fig_path), iio.imread(bare_path)
+    assert bare.shape == (192, 192, 3)
+    # the printed line and the caption agree: "... of class 0 (circle) (p=0.813); predicted ..."
+    target = printed.split(" of class ")[1].split(" (p=")[0]
+    p = printed.split("(p=")[1].split(")")[0]
+    lines = [f"class {target} p={p}", "gradcam at features.13", "box ({}, {}, {}, {})".format(*box)]
+    lay = figure_layout(64, 64, lines, box=True, scale=3)
+    assert lay.text_scale == 1 and figure.shape == (lay.height, lay.width, 3)
+    top, left, h, w = lay.image
+    assert np.array_equal(figure[top : top + h, left : left + w], bare)
+    x1, y1, x2, y2 = (3 * v for v in box)
+    cyan = [0, 229, 255]
+    assert (bare[y1, x1:x2] == cyan).all() and (bare[y1:y2, x2 - 1] == cyan).all()
+    assert all(_shows(figure, lay, i, text) for i, text in enumerate(lines))
+    bar_top, bar_left = lay.bar[:2]
+    assert figure[bar_top, bar_left].tolist() == [252, 255, 164]  # inferno at 1
+
+
+def test_explain_box_is_in_pixels_of_the_image_as_given(factory, tmp_path):
+    spec = factory(SUMMER)
+    image = _png(tmp_path / "scene.png", _scene())  # 24 x 20, resized to 12 x 10
+    out = tmp_path / "o.png"
+    argv = ["explain", spec, str(image), "-o", str(out), "--size", "12", "10", "--bare", "-q"]
+    assert main([*argv, "--box", "4", "2", "9", "8"]) == 0
+    written = iio.imread(out)
+    cyan = [0, 229, 255]  # x1, y1 halved down, x2, y2 halved up: (2, 1, 5, 4)
+    assert (written[1, 2:5] == cyan).all() and (written[1:4, 4] == cyan).all()
+    assert (written[4:, :] != cyan).any(axis=-1).all() and (written[:, 5:] != cyan).any(
+        axis=-1
+    ).all()
+
+
+@pytest.mark.parametrize(
+    ("box", "status", "message"),
+    [
+        (["1", "2", "3"], 2, "argument --box: expected 4 arguments"),
+        (["1", "2", "3", "x"], 2, "argument --box: invalid int value: 'x'"),
+        (["1", "2", "3.5", "4"], 2, "argument --box: invalid int value: '3.5'"),
+        (["5", "0", "5", "4"], 1, "--box 5 0 5 4 is empty: need x1 < x2 and y1 < y2"),
+        (["0", "9", "4", "3"], 1, "--box 0 9 4 3 is empty"),
+        (["0", "0", "21", "4"], 1, "--box 0 0 21 4 is outside the image (24 x 20 px): "
+         "need 0 <= x1 < x2 <= 20 and 0 <= y1 < y2 <= 24"),
+        (["-1", "0", "4", "4"], 1, "--box -1 0 4 4 is outside the image"),
+        (["0", "0", "4", "25"], 1, "--box 0 0 4 25 is outside the image"),
+    ],
+)  # fmt: skip
+def test_explain_bad_box_is_refused(factory, tmp_path, capsys, box, status, message):
+    spec = factory(SUMMER)
+    image = _png(tmp_path / "scene.png", _scene())
+    assert (
+        main(["explain", spec, str(image), "-o", str(tmp_path / "o.png"), "--box", *box]) == status
+    )
+    err = capsys.readouterr().err
+    assert message in err.strip().splitlines()[-1]
+    assert "loading" not in err  # refused before the model loads
+    assert not (tmp_path / "o.png").exists()
 
 
 def test_usage_errors_exit_2_with_one_line(capsys):

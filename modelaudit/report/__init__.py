@@ -1,5 +1,5 @@
-"""Report: heat-map overlays, the HTML report and JSON export, the ``audit`` recorder, and the
-run collector behind the pytest plugin.
+"""Report: heat-map overlays, the HTML report and JSON export, TensorBoard export (the
+``tensorboard`` extra), the ``audit`` recorder, and the run collector behind the pytest plugin.
 
 Names are imported on first use, so the pytest plugin can import
 :mod:`modelaudit.report.collector` and :mod:`modelaudit.report.options` without numpy or
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from modelaudit.report.html import write_html
     from modelaudit.report.overlay import overlay, png_bytes, save_png, write_overlays
     from modelaudit.report.recorder import AuditRecorder
+    from modelaudit.report.tensorboard import log_feature_maps, write_tensorboard
 
 # The rest (colormap_lut, image_to_rgb, render_html, export_dict, RecordView, SampleRow,
 # Attachment, AuditOptions) stays importable from the submodules without crowding
@@ -38,6 +39,7 @@ _HOMES = {
     "AuditRecorder": "recorder",
     "TestEntry": "entries",
     "colorize": "colormap",
+    "log_feature_maps": "tensorboard",
     "overlay": "overlay",
     "png_bytes": "overlay",
     "record_view": "entries",
@@ -45,6 +47,7 @@ _HOMES = {
     "write_html": "html",
     "write_json": "export",
     "write_overlays": "overlay",
+    "write_tensorboard": "tensorboard",
 }
 __all__ = [
     "COLORMAPS",
@@ -52,6 +55,7 @@ __all__ = [
     "AuditRecorder",
     "TestEntry",
     "colorize",
+    "log_feature_maps",
     "overlay",
     "png_bytes",
     "record_view",
@@ -59,6 +63,7 @@ __all__ = [
     "write_html",
     "write_json",
     "write_overlays",
+    "write_tensorboard",
 ]
 
 

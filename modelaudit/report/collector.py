@@ -136,6 +136,8 @@ class AuditCollector:
             are drawn (the entries still feed the terminal summary and baseline updates).
         max_samples: samples drawn per record.
         max_records: records kept per test (:func:`keep_records`).
+        tensorboard_dir: where :meth:`close` also writes TensorBoard event files
+            (:func:`~modelaudit.report.tensorboard.write_tensorboard`); None: not.
 
     Attributes:
         entries: the finished tests.
@@ -149,8 +151,10 @@ class AuditCollector:
         *,
         max_samples: int = 64,
         max_records: int = MAX_RECORDS_PER_TEST,
+        tensorboard_dir: Path | None = None,
     ) -> None:
         self.report_dir = report_dir
+        self.tensorboard_dir = tensorboard_dir
         self.max_samples = max_samples
         self.max_records = max_records
         self.entries: list[TestEntry] = []
@@ -341,12 +345,41 @@ class AuditCollector:
             self.notes.append(f"modelaudit overlays written to {where} ({drawn} failing {samples})")
         return [html, data]
 
-    def close(self, *, baseline: Path | None = None, notes: Sequence[str] = ()) -> bool:
-        """Update ``baseline`` (when given), then write the report; False if either failed.
+    def write_tensorboard(self) -> Path | None:
+        """Write the entries to :attr:`tensorboard_dir` (nothing without one or entries).
 
-        Errors are kept in :attr:`errors` instead of raised, so a test run ends normally.
+        Raises:
+            ModelAuditError: naming ``--audit-tensorboard``, when TensorBoard is missing
+                or the directory cannot be written.
         """
-        steps: list[Callable[[], object]] = [lambda: self.write(notes=notes)]
+        if self.tensorboard_dir is None or not self.entries:
+            return None
+        from modelaudit.errors import ModelAuditError
+        from modelaudit.report.tensorboard import write_tensorboard
+
+        where = self.tensorboard_dir
+        try:
+            scalars, images = write_tensorboard(self.entries, where)
+        except (ModelAuditError, OSError) as exc:
+            raise ModelAuditError(
+                f"--audit-tensorboard={where}: no TensorBoard event files written: {exc}"
+            ) from None
+        self.notes.append(
+            f"modelaudit tensorboard: {where.resolve()} ({scalars} scalars, {images} images)"
+        )
+        return where
+
+    def close(self, *, baseline: Path | None = None, notes: Sequence[str] = ()) -> bool:
+        """Update ``baseline`` (when given), then write the report and the TensorBoard
+        event files; False if any of them failed.
+
+        Errors are kept in :attr:`errors` instead of raised, so a test run ends normally;
+        one step failing does not stop the next.
+        """
+        steps: list[Callable[[], object]] = [
+            lambda: self.write(notes=notes),
+            self.write_tensorboard,
+        ]
         if baseline is not None:
             steps.insert(0, lambda: self.update_baseline(baseline))
         for step in steps:

@@ -116,6 +116,13 @@ OPTIONS: tuple[Option, ...] = (
         "REL",
     ),
     Option(
+        "audit_tensorboard",
+        "also write metrics and pictures as TensorBoard event files into DIR (needs the "
+        "tensorboard extra: pip install modelaudit[tensorboard])",
+        "--audit-tensorboard",
+        "DIR",
+    ),
+    Option(
         "audit_report_max_samples", "samples drawn per audit record in the report", default="64"
     ),
     Option(
@@ -143,6 +150,7 @@ class AuditOptions:
         tolerance: default relative tolerance of new baseline entries.
         max_samples: samples drawn per record in the report.
         seed_torch: seed torch's global RNG from Hypothesis.
+        tensorboard_dir: where TensorBoard event files go; None (the default): nowhere.
     """
 
     model: str | None = None
@@ -155,6 +163,7 @@ class AuditOptions:
     tolerance: float = 0.05
     max_samples: int = 64
     seed_torch: bool = True
+    tensorboard_dir: Path | None = None
 
     @classmethod
     def resolve(
@@ -203,6 +212,7 @@ class AuditOptions:
             tolerance=_tolerance(pick("audit_tolerance")[0]),
             max_samples=_whole(str(ini("audit_report_max_samples") or "64").strip() or "64"),
             seed_torch=True if seed is None else bool(seed),
+            tensorboard_dir=_path(*pick("audit_tensorboard")),
         )
 
     def check(self) -> None:

@@ -27,6 +27,7 @@ def test_every_setting_is_declared_once():
         "--audit-arch": "audit_arch",
         "--audit-device": "audit_device",
         "--audit-report-dir": "audit_report_dir",
+        "--audit-tensorboard": "audit_tensorboard",
         "--audit-baseline": "audit_baseline",
         "--audit-update-baseline": "audit_update_baseline",
         "--audit-tolerance": "audit_tolerance",
