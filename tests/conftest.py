@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
@@ -84,3 +85,45 @@ def seed_model() -> Seed:
 @pytest.fixture
 def seed_input() -> torch.Tensor:
     return torch.full((1, 1), 2.0)
+
+
+class CornerReader(nn.Module):
+    """Class 1 when the top-left pixel (background) is bright: a background reader."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = x[:, 0, 0, 0] - 0.5
+        return torch.stack([-v, v], dim=1)
+
+
+class CentreReader(nn.Module):
+    """Class 1 when the 2x2 centre (the object) is bright: an object reader."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))  # a parameter: the model's device and dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = self.scale * (x[:, 0, 2:4, 2:4].mean(dim=(1, 2)) - 0.5)
+        return torch.stack([-v, v], dim=1)
+
+
+@dataclasses.dataclass
+class BackgroundScenes:
+    """8 images 1x6x6: class 1 has a bright centre object (the mask) and a bright corner."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    masks: torch.Tensor
+    corner: nn.Module  # reads the background corner
+    centre: nn.Module  # reads the object
+
+
+@pytest.fixture
+def scenes() -> BackgroundScenes:
+    labels = torch.tensor([0, 1, 0, 1, 1, 0, 0, 1])
+    images = torch.full((8, 1, 6, 6), 0.2)
+    images[labels == 1, :, 2:4, 2:4] = 0.9
+    images[labels == 1, :, 0, 0] = 0.9
+    masks = torch.zeros(8, 6, 6, dtype=torch.bool)
+    masks[:, 2:4, 2:4] = True
+    return BackgroundScenes(images, labels, masks, CornerReader(), CentreReader())

@@ -18,42 +18,15 @@ from modelaudit.checks.background import MIXED_RAND_MARGIN, ONLY_BG_MARGIN
 from modelaudit.errors import AuditFailure, InvalidInputError
 
 
-class Corner(nn.Module):
-    """Class 1 when the top-left pixel (background) is bright: a background reader."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = x[:, 0, 0, 0] - 0.5
-        return torch.stack([-v, v], dim=1)
-
-
-class Centre(nn.Module):
-    """Class 1 when the 2x2 centre (the object) is bright: an object reader."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = x[:, 0, 2:4, 2:4].mean(dim=(1, 2)) - 0.5
-        return torch.stack([-v, v], dim=1)
-
-
 class Refuses(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raise AssertionError("the margins must be checked before any forward pass")
 
 
-def scenes() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """8 images 1x6x6: class 1 has a bright centre object and a bright corner."""
-    labels = torch.tensor([0, 1, 0, 1, 1, 0, 0, 1])
-    images = torch.full((8, 1, 6, 6), 0.2)
-    images[labels == 1, :, 2:4, 2:4] = 0.9
-    images[labels == 1, :, 0, 0] = 0.9
-    masks = torch.zeros(8, 6, 6, dtype=torch.bool)
-    masks[:, 2:4, 2:4] = True
-    return images, labels, masks
-
-
-def test_an_object_reader_passes() -> None:
-    images, labels, masks = scenes()
+def test_an_object_reader_passes(scenes) -> None:
+    images, labels, masks = scenes.images, scenes.labels, scenes.masks
     with collect_records() as got:
-        rec = assert_background_reliance(Centre(), images, labels, masks=masks)
+        rec = assert_background_reliance(scenes.centre, images, labels, masks=masks)
     assert got == [rec] and rec.passed and rec.failing == ()
     assert rec.values == (0.5, 1.0) and rec.items == ("only_bg accuracy", "mixed_rand accuracy")
     assert rec.details["only_bg_limit"] == 0.5 + ONLY_BG_MARGIN
@@ -63,10 +36,10 @@ def test_an_object_reader_passes() -> None:
     assert rec.message.startswith("assert_background_reliance: only_bg accuracy <= chance + ")
 
 
-def test_a_background_reader_fails_and_the_message_says_why() -> None:
-    images, labels, masks = scenes()
+def test_a_background_reader_fails_and_the_message_says_why(scenes) -> None:
+    images, labels, masks = scenes.images, scenes.labels, scenes.masks
     with pytest.raises(AuditFailure) as info:
-        assert_background_reliance(Corner(), images, labels, masks=masks, fill="black")
+        assert_background_reliance(scenes.corner, images, labels, masks=masks, fill="black")
     rec, text = info.value.record, str(info.value)
     assert not rec.passed and rec.failing == (0, 1)
     lines = text.splitlines()
@@ -99,11 +72,11 @@ def test_a_background_reader_fails_and_the_message_says_why() -> None:
     assert torch.equal(rec.samples.maps, masks.float().repeat(2, 1, 1))
 
 
-def test_only_the_failing_condition_is_blamed() -> None:
-    images, labels, masks = scenes()
+def test_only_the_failing_condition_is_blamed(scenes) -> None:
+    images, labels, masks = scenes.images, scenes.labels, scenes.masks
     # chance 0.5 + 0.5 = 1: Only-BG can no longer fail; Mixed-Rand still does
     with pytest.raises(AuditFailure) as info:
-        assert_background_reliance(Corner(), images, labels, masks=masks, only_bg_margin=0.5)
+        assert_background_reliance(scenes.corner, images, labels, masks=masks, only_bg_margin=0.5)
     text = str(info.value)
     assert info.value.record.failing == (1,)
     assert "1 of 2 metrics fail" in text and "reads the background" not in text
@@ -113,23 +86,23 @@ def test_only_the_failing_condition_is_blamed() -> None:
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, 1.0, -0.1, True, "0.2", None])
 @pytest.mark.parametrize("name", ["only_bg_margin", "mixed_rand_margin"])
-def test_margins_are_checked_before_any_forward(name: str, value: object) -> None:
-    images, labels, masks = scenes()
+def test_margins_are_checked_before_any_forward(name: str, value: object, scenes) -> None:
+    images, labels, masks = scenes.images, scenes.labels, scenes.masks
     with pytest.raises(InvalidInputError, match=f"{name} must be a finite accuracy difference"):
         assert_background_reliance(Refuses(), images, labels, masks=masks, **{name: value})
 
 
-def test_bad_input_reaches_the_user() -> None:
-    images, labels, _ = scenes()
+def test_bad_input_reaches_the_user(scenes) -> None:
+    images, labels = scenes.images, scenes.labels
     with pytest.raises(InvalidInputError, match=r"masks=shapes\.masks"):
-        assert_background_reliance(Centre(), images, labels)
+        assert_background_reliance(scenes.centre, images, labels)
 
 
-def test_the_check_writes_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_check_writes_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scenes) -> None:
     monkeypatch.chdir(tmp_path)
-    images, labels, masks = scenes()
+    images, labels, masks = scenes.images, scenes.labels, scenes.masks
     with pytest.raises(AuditFailure):
-        assert_background_reliance(Corner(), images, labels, masks=masks)
+        assert_background_reliance(scenes.corner, images, labels, masks=masks)
     assert os.listdir(tmp_path) == []
 
 

@@ -183,40 +183,9 @@ def test_mixed_rand_is_as_cross_class_as_counts_allow(counts: list[int], seed: i
 # -- reliance with models whose answers are known ---------------------------------------------
 
 
-class Corner(nn.Module):
-    """Class 1 when the top-left pixel (background) is bright: a background reader."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = x[:, 0, 0, 0] - 0.5
-        return torch.stack([-v, v], dim=1)
-
-
-class Centre(nn.Module):
-    """Class 1 when the 2x2 centre (the object) is bright: an object reader."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(()))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = self.scale * (x[:, 0, 2:4, 2:4].mean(dim=(1, 2)) - 0.5)
-        return torch.stack([-v, v], dim=1)
-
-
-def two_class_scenes() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """8 images 1x6x6: class 1 has a bright centre object and a bright corner."""
-    labels = torch.tensor([0, 1, 0, 1, 1, 0, 0, 1])
-    images = torch.full((8, 1, 6, 6), 0.2)
-    images[labels == 1, :, 2:4, 2:4] = 0.9
-    images[labels == 1, :, 0, 0] = 0.9
-    masks = torch.zeros(8, 6, 6, dtype=torch.bool)
-    masks[:, 2:4, 2:4] = True
-    return images, labels, masks
-
-
-def test_a_background_reader_scores_on_only_bg_and_fails_on_mixed_rand() -> None:
-    images, labels, masks = two_class_scenes()
-    res = background_reliance(Corner(), images, labels, masks=masks, fill="black")
+def test_a_background_reader_scores_on_only_bg_and_fails_on_mixed_rand(scenes) -> None:
+    images, labels, masks = scenes.images, scenes.labels, scenes.masks
+    res = background_reliance(scenes.corner, images, labels, masks=masks, fill="black")
     assert isinstance(res, BackgroundReliance)
     assert res.accuracies() == {
         "original": 1.0,
@@ -230,9 +199,9 @@ def test_a_background_reader_scores_on_only_bg_and_fails_on_mixed_rand() -> None
     assert not bool(res.correct_mixed_rand.any()) and bool(res.correct_only_bg.all())
 
 
-def test_an_object_reader_ignores_the_background() -> None:
-    images, labels, _ = two_class_scenes()
-    res = background_reliance(Centre(), images, labels, boxes=torch.tensor([[2, 2, 4, 4]] * 8))
+def test_an_object_reader_ignores_the_background(scenes) -> None:
+    images, labels = scenes.images, scenes.labels
+    res = background_reliance(scenes.centre, images, labels, boxes=torch.tensor([[2, 2, 4, 4]] * 8))
     # Only-BG: the centre takes the background's mean colour (<0.5): all read as class 0
     assert res.accuracies() == {
         "original": 1.0,
@@ -245,10 +214,10 @@ def test_an_object_reader_ignores_the_background() -> None:
     assert torch.equal(res.correct_only_bg, labels == 0)
 
 
-def test_chance_is_the_most_frequent_label_share() -> None:
-    images, _, masks = two_class_scenes()
+def test_chance_is_the_most_frequent_label_share(scenes) -> None:
+    images, masks = scenes.images, scenes.masks
     labels = torch.tensor([1, 1, 1, 1, 1, 0, 0, 1])
-    res = background_reliance(Centre(), images, labels, masks=masks)
+    res = background_reliance(scenes.centre, images, labels, masks=masks)
     assert res.chance == 6 / 8
 
 
@@ -268,8 +237,8 @@ class Spy(nn.Module):
         return self.lin(x.flatten(1))
 
 
-def test_eval_no_grad_batches_dtype_and_the_flag_restored() -> None:
-    images, labels, masks = two_class_scenes()
+def test_eval_no_grad_batches_dtype_and_the_flag_restored(scenes) -> None:
+    images, labels, masks = scenes.images, scenes.labels, scenes.masks
     spy = Spy().double().train()
     background_reliance(spy, images, labels, masks=masks, batch_size=3)
     assert spy.training and spy.lin.training
@@ -278,8 +247,8 @@ def test_eval_no_grad_batches_dtype_and_the_flag_restored() -> None:
     assert all(p.grad is None for p in spy.parameters())
 
 
-def test_the_training_flag_comes_back_when_the_model_raises() -> None:
-    images, labels, masks = two_class_scenes()
+def test_the_training_flag_comes_back_when_the_model_raises(scenes) -> None:
+    images, labels, masks = scenes.images, scenes.labels, scenes.masks
     spy = Spy(fail=True).train()
     with pytest.raises(RuntimeError, match="boom"):
         background_reliance(spy, images, labels, masks=masks)
@@ -346,14 +315,14 @@ def test_bad_input_says_what_and_how(changes: dict, phrase: str) -> None:
         background_counterfactuals(args.pop("images"), **args)
 
 
-def test_bad_reliance_options() -> None:
-    images, labels, masks = two_class_scenes()
+def test_bad_reliance_options(scenes) -> None:
+    images, labels, masks = scenes.images, scenes.labels, scenes.masks
     with pytest.raises(InvalidInputError, match="batch_size must be a positive int; got 0"):
-        background_reliance(Centre(), images, labels, masks=masks, batch_size=0)
+        background_reliance(scenes.centre, images, labels, masks=masks, batch_size=0)
     with pytest.raises(InvalidInputError, match="labels are required"):
-        background_reliance(Centre(), images, None, masks=masks)  # type: ignore[arg-type]
+        background_reliance(scenes.centre, images, None, masks=masks)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="labels go up to 2 but the model outputs 2"):
-        background_reliance(Centre(), images, labels * 2, masks=masks)
+        background_reliance(scenes.centre, images, labels * 2, masks=masks)
     flat = nn.Sequential(nn.Flatten(0))
     with pytest.raises(InvalidInputError, match=r"must return \(N, classes\) logits"):
         background_reliance(flat, images, labels, masks=masks)
