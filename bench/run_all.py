@@ -29,6 +29,7 @@ SCRIPTS: dict[str, tuple[str, list[str]]] = {
     ),  # the metrics engineer's: vs a per-sample loop
     "metrics-peers": ("bench_metrics_peers.py", ["--reps", "1"]),
     "audit": ("bench_audit.py", []),
+    "throughput": ("throughput.py", ["--quick"]),
 }
 
 

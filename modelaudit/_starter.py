@@ -19,7 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["FILE_NAMES", "layer_comment", "layer_rows", "starter_files"]
+__all__ = [
+    "FILE_NAMES",
+    "data_fixture",
+    "layer_comment",
+    "layer_rows",
+    "starter_files",
+]
 
 FILE_NAMES = (
     "pytest.ini",
@@ -120,20 +126,82 @@ def probe(audit_device):
     return torch.rand(4, *INPUT_SIZE, generator=gen).to(audit_device)
 
 
+{labelled_batch}'''
+
+_LABELLED_TODO = """\
 @pytest.fixture(scope="session")
 def labelled_batch(audit_device):
-    """Held-out images with the ground-truth box of the object in each: (images, boxes, labels).
+    \"\"\"Held-out images with the ground-truth box of the object in each: (images, boxes, labels).
 
     images: (N, C, H, W), preprocessed exactly as the model expects;
     boxes: (N, 4) long, (x1, y1, x2, y2) in pixels of those images, x2 and y2 exclusive;
     labels: (N,) long class indices.
     Use images the model was not trained on; 32 to 64 of them are plenty.
-    """
+    \"\"\"
     pytest.skip(
         "no labelled images yet: return (images, boxes, labels) from the labelled_batch "
         "fixture in conftest.py"
     )
-'''
+"""
+
+_LABELLED_FROM_DISK = """\
+# Your labelled images on disk (modelaudit init --data {spec}), read by
+# modelaudit.data.{reader}; paths are relative to this folder. The transforms run on each
+# image and its boxes together (torchvision transforms v2).
+DATA_LIMIT = {limit}  # the first DATA_LIMIT images form the audit batch
+CLASSES = {classes!r}  # class names in label order; None: the reader's own list
+
+
+def read_dataset():
+    \"\"\"Your dataset: (image, target) pairs, images resized to INPUT_SIZE.\"\"\"
+    from pathlib import Path
+
+    from torchvision.transforms import v2
+
+    from modelaudit.data import {reader}
+
+    here = Path(__file__).parent
+    transforms = v2.Compose([
+        v2.Resize(INPUT_SIZE[1:]),
+        # v2.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),  # if needed
+    ])
+    return {call}
+
+
+@pytest.fixture(scope="session")
+def labelled_batch(audit_model, audit_device):
+    \"\"\"The first DATA_LIMIT images of your dataset: (images, boxes, labels).
+
+    One region per image (modelaudit.data.iter_batches): the class of its largest object and
+    that object's box, widened to whole pixels. The dataset's class names name the classes
+    in the report and the per-class results, unless the model has its own class_names.
+    \"\"\"
+    from modelaudit.data import iter_batches
+
+    dataset = read_dataset()
+    if getattr(audit_model, "class_names", None) is None:
+        audit_model.class_names = list(dataset.classes)
+    batch = next(iter_batches(
+        dataset, batch_size=DATA_LIMIT, num_classes=NUM_CLASSES, need=("boxes",)
+    ))
+    corners = (batch.boxes[:, :2].floor(), batch.boxes[:, 2:].ceil())
+    boxes = torch.cat(corners, dim=1).long()
+    return tuple(t.to(audit_device) for t in (batch.images, boxes, batch.labels))
+"""
+
+_READERS = {
+    "voc": ("voc_detection", "{reader}(here / {p0!r}, classes=CLASSES, transforms=transforms)"),
+    "voc-segmentation": (
+        "voc_segmentation",
+        "{reader}(here / {p0!r}, classes=CLASSES, transforms=transforms)",
+    ),
+    "coco": ("coco_detection", "{reader}(here / {p0!r}, here / {p1!r}, transforms=transforms)"),
+    "folder": (
+        "image_folder_with_boxes",
+        "{reader}(here / {p0!r}, here / {p1!r}, classes=CLASSES, transforms=transforms)",
+    ),
+}
+"""Layouts of ``modelaudit init --data``: the reader and its call in the conftest."""
 
 _TEST_LOCALIZATION = '''\
 """Does the model look at the object? Heat maps checked against ground-truth boxes.
@@ -417,6 +485,7 @@ def starter_files(
     any_size: bool = True,
     folder: str = "audits",
     project: str = "..",
+    labelled: str = "",
 ) -> dict[str, str]:
     """The files of a starter audit suite, ``{file name: text}``.
 
@@ -432,6 +501,8 @@ def starter_files(
         any_size: whether the model accepts other input sizes (else the shape audit skips).
         folder: the suite's folder as the user names it (used in comments).
         project: the project root relative to the folder (put on ``sys.path``).
+        labelled: the ``labelled_batch`` fixture (:func:`data_fixture`); default: one that
+            skips until the user fills it in.
     """
     title = model if arch is None else f"{arch} with the weights {model}"
     values = {
@@ -446,6 +517,7 @@ def starter_files(
         "any_size": bool(any_size),
         "folder": folder,
         "project": project,
+        "labelled_batch": labelled or _LABELLED_TODO,
     }
     return {
         "pytest.ini": _PYTEST_INI.format(**values),
@@ -456,3 +528,37 @@ def starter_files(
         "test_stability.py": _TEST_STABILITY,
         "test_structure.py": _TEST_STRUCTURE,
     }
+
+
+def data_fixture(
+    layout: str,
+    paths: Sequence[str],
+    *,
+    spec: str,
+    classes: Sequence[str] | None = None,
+    limit: int = 64,
+) -> str:
+    """The conftest's ``labelled_batch`` fixture reading a dataset on disk (``init --data``).
+
+    Args:
+        layout: ``"voc"``, ``"voc-segmentation"``, ``"coco"`` or ``"folder"``
+            (:data:`modelaudit.data.LAYOUTS`).
+        paths: its paths, relative to the suite folder (or absolute).
+        spec: the ``--data`` value as the user gave it (quoted in a comment).
+        classes: the class names in label order, or None for the reader's own list.
+        limit: the number of images in the audit batch.
+
+    Example:
+        >>> text = data_fixture("coco", ["../data/images", "../data/ann.json"], spec="coco:x,y")
+        >>> "coco_detection(here / '../data/images', here / '../data/ann.json'" in text
+        True
+    """
+    reader, call = _READERS[layout]
+    p0, p1 = [*paths, ""][:2]
+    return _LABELLED_FROM_DISK.format(
+        spec=spec,
+        reader=reader,
+        limit=int(limit),
+        classes=None if classes is None else tuple(classes),
+        call=call.format(reader=reader, p0=p0, p1=p1),
+    )

@@ -242,7 +242,8 @@ def _add_init_command(sub: _Commands, common: _Parser) -> None:
         "The model is built once (imported from the current folder) to find its layers and "
         "classes. Structural audits (shapes, gradients, hooks) run at once; attention audits "
         "(localization, background, sanity, stability) wait for your labelled images (fill "
-        "in `labelled_batch` in conftest.py), whose box sizes choose the layer to explain.",
+        "in `labelled_batch` in conftest.py, or point --data at a VOC, COCO or ImageFolder "
+        "dataset), whose box sizes choose the layer to explain.",
     )
     init.add_argument(
         "model",
@@ -259,6 +260,26 @@ def _add_init_command(sub: _Commands, common: _Parser) -> None:
         "-l", "--layer", help="pin the layer to explain (default: chosen from your boxes)"
     )
     init.add_argument("--force", action="store_true", help="overwrite existing files")
+    init.add_argument(
+        "--data",
+        metavar="LAYOUT:PATHS",
+        help="your labelled images on disk, read by the labelled_batch fixture: voc:ROOT, "
+        "voc-segmentation:ROOT, coco:IMAGES,ANNOTATIONS or folder:ROOT,BOXES (a .csv or .json "
+        "of boxes); paths relative to the current folder",
+    )
+    init.add_argument(
+        "--classes",
+        metavar="NAMES",
+        help="with --data: the class names in label order, comma-separated (default: the "
+        "dataset's own: VOC's 20, the folders sorted; COCO files name their categories)",
+    )
+    init.add_argument(
+        "--data-limit",
+        type=int,
+        default=64,
+        metavar="N",
+        help="with --data: the number of images in the audit batch (default: 64)",
+    )
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -799,12 +820,7 @@ def _init_model_spec(args: argparse.Namespace, folder: Path) -> tuple[str, str |
             f"{spec} is a weights file: pass --arch pkg.module:Factory, the architecture its "
             "state_dict loads into"
         )
-    if path.is_absolute():
-        return path.as_posix(), args.arch
-    try:
-        return Path(os.path.relpath(path.resolve(), folder.resolve())).as_posix(), args.arch
-    except ValueError:  # another drive (Windows)
-        return path.resolve().as_posix(), args.arch
+    return _relative_to(path, folder), args.arch
 
 
 def _init_classes(model: nn.Module, shape: tuple[int, ...]) -> int:
@@ -865,6 +881,51 @@ def _takes_other_sizes(model: nn.Module, c: int, h: int, w: int) -> bool:
     return True
 
 
+def _init_data(
+    args: argparse.Namespace, folder: Path, shape: tuple[int, ...], classes: int, say: _Progress
+) -> str:
+    """The conftest's ``labelled_batch`` fixture for ``--data`` ("" without it).
+
+    The dataset is opened and its first batch read now, so a wrong path, a corrupt
+    annotation or a label outside the model's classes fails here, not in the audits.
+    """
+    from modelaudit._starter import data_fixture
+
+    if args.data is None:
+        if args.classes is not None:
+            raise CLIError("--classes names the classes of --data; pass --data too")
+        return ""
+    from torchvision.transforms import v2
+
+    from modelaudit.data import iter_batches, parse_layout, read_dataset
+
+    if args.data_limit < 1:
+        raise CLIError(f"--data-limit must be at least 1, got {args.data_limit}")
+    layout, paths = parse_layout(args.data)
+    names = None if args.classes is None else [c.strip() for c in args.classes.split(",")]
+    resize = v2.Resize((int(shape[-2]), int(shape[-1])))
+    dataset = read_dataset(args.data, classes=names, transforms=resize)
+    say(f"reading {min(args.data_limit, len(dataset))} of {len(dataset)} images ({args.data}) ...")
+    batch = next(
+        iter_batches(dataset, batch_size=args.data_limit, num_classes=classes, need=("boxes",))
+    )
+    if len(dataset.classes) != classes:
+        say(f"note: the data has {len(dataset.classes)} classes, the model {classes}")
+    relative = [_relative_to(Path(p), folder) for p in paths]
+    say(f"labelled_batch: {len(batch)} images from {layout}")
+    return data_fixture(layout, relative, spec=args.data, classes=names, limit=args.data_limit)
+
+
+def _relative_to(path: Path, folder: Path) -> str:
+    """``path`` as written into the suite: relative to ``folder``, or absolute as given."""
+    if path.is_absolute():
+        return path.as_posix()
+    try:
+        return Path(os.path.relpath(path.resolve(), folder.resolve())).as_posix()
+    except ValueError:  # another drive (Windows)
+        return path.resolve().as_posix()
+
+
 def _cmd_init(args: argparse.Namespace, say: _Progress) -> int:
     from modelaudit._starter import FILE_NAMES, starter_files
     from modelaudit.explainers.layer_choice import MIN_CELLS
@@ -884,6 +945,7 @@ def _cmd_init(args: argparse.Namespace, say: _Progress) -> int:
     say(f"probing the model with zeros of shape {shape} ...")
     classes = _init_classes(model, shape)
     pinned, comment = _init_layer(model, args, shape)
+    labelled = _init_data(args, folder, shape, classes, say)
     files = starter_files(
         model_spec,
         arch=arch,
@@ -895,6 +957,7 @@ def _cmd_init(args: argparse.Namespace, say: _Progress) -> int:
         any_size=_takes_other_sizes(model, args.channels, h, w),
         folder=str(folder),
         project=Path(os.path.relpath(Path.cwd(), folder.resolve())).as_posix(),
+        labelled=labelled,
     )
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():

@@ -9,6 +9,7 @@ an :class:`~modelaudit.errors.AuditFailure` when it does not. Checks never write
 from modelaudit.checks.attention import assert_looks_at_object
 from modelaudit.checks.background import assert_background_reliance
 from modelaudit.checks.baseline import assert_within_baseline
+from modelaudit.checks.classes import ByClass, by_class
 from modelaudit.checks.faithfulness import assert_faithful
 from modelaudit.checks.gradients import (
     assert_gradcheck,
@@ -20,6 +21,7 @@ from modelaudit.checks.localization import assert_iou, assert_mass_in_box, asser
 from modelaudit.checks.record import (
     Aggregate,
     AuditRecord,
+    ClassResult,
     SampleViews,
     collect_records,
     decide,
@@ -32,6 +34,8 @@ from modelaudit.checks.stability import assert_stable
 __all__ = [
     "Aggregate",
     "AuditRecord",
+    "ByClass",
+    "ClassResult",
     "SampleViews",
     "assert_background_reliance",
     "assert_faithful",
@@ -47,6 +51,7 @@ __all__ = [
     "assert_pointing_game",
     "assert_stable",
     "assert_within_baseline",
+    "by_class",
     "collect_records",
     "decide",
     "format_record",

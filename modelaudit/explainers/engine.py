@@ -48,7 +48,9 @@ from torch import nn
 
 from modelaudit.errors import HookError, InvalidInputError, ModelAuditError
 from modelaudit.explainers.batching import Batches
+from modelaudit.explainers.reshape import infer_layout, model_prefix_tokens
 from modelaudit.hooks.state import preserved_state
+from modelaudit.outputs import FromOutput
 from modelaudit.targets import Target, TargetScorer, reject_bool_targets, score_targets
 
 __all__ = [
@@ -273,10 +275,13 @@ class LayerCapture:
 
     Attributes:
         names: the target layers' qualified names, in the order given.
-        activations: per layer, (N, C, h, w) after ``reshape``.
+        activations: per layer, (N, C, h, w) after ``reshape`` (without one: channels-last
+            maps permuted and tokens put on their grid, :func:`_layer_reshape`).
         gradients: per layer, (N, K, C, h, w) d score / d activation after ``reshape``
             (None when gradients were not requested).
-        output: the model output of the original inputs (detached).
+        output: the model output of the original inputs (detached): the part the targets
+            score (the logits of a dict, dataclass or tuple output; the whole output for a
+            callable target; :meth:`~modelaudit.targets.TargetScorer.select`).
         scorer: the resolved targets.
         raw_shapes: per layer, the shape the layer returned (before ``reshape``).
     """
@@ -289,13 +294,35 @@ class LayerCapture:
     raw_shapes: list[torch.Size]
 
 
+def _layer_reshape(
+    model: nn.Module, module: nn.Module, t: torch.Tensor, size: tuple[int, int]
+) -> Reshape | None:
+    """The reshape a layer output needs without ``reshape=``: none for (N, C, h, w) maps,
+    a permute for channels-last ones, the grid for tokens
+    (:func:`~modelaudit.explainers.reshape.infer_layout`)."""
+    if t.dim() not in (3, 4):
+        return None
+    layout = infer_layout(t.shape, size, prefix_tokens=model_prefix_tokens(model), module=module)
+    return None if layout is None else layout.reshape()
+
+
 def _apply_reshape(t: torch.Tensor, reshape: Reshape | None, name: str, n: int) -> torch.Tensor:
     """(B, ...) layer tensor -> (B, C, h, w) through ``reshape``, with a clear error."""
+    if t.shape[0] != n:
+        raise InvalidInputError(
+            f"layer {name!r} returns {t.shape[0]} rows for a batch of {n} (shape "
+            f"{tuple(t.shape)}): per-box or per-window features, as in a detection head or "
+            "a Swin block's window attention. Explain a layer with one map per image (a "
+            "backbone layer, a Swin stage)."
+        )
     out = reshape(t) if reshape is not None else t
     if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[0] != t.shape[0]:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         if reshape is None and t.dim() == 3:
-            hint = " Token outputs need reshape=vit_reshape (or your own tokens -> grid)."
+            hint = (
+                " Its tokens form no grid of the input's aspect: pass reshape=vit_reshape with "
+                "height=, width=, prefix_tokens= (functools.partial), or your own function."
+            )
         else:
             hint = " Pass reshape= returning (N, C, h, w)."
         raise InvalidInputError(
@@ -409,6 +436,9 @@ def run_in_passes(
     Call inside :func:`explaining`. With ``gradients``, each pass takes ``pass_size``
     samples: an int, ``"auto"`` (:data:`PROBE_SAMPLES` first, then as many as keep the
     graph that pass saves under :data:`GRAPH_BUDGET_BYTES`) or ``None`` (all at once).
+    The probe is paid once per model, layers and sample shape, dtype and device: its bytes
+    per sample are remembered (:mod:`~modelaudit.explainers._probe_cache`, a weak
+    reference to the model), and later calls start with passes of the budgeted size.
     Without gradients there is no graph to bound, and a target that cannot be cut per
     sample (a callable, or one malformed for the batch, which the pass then reports) sees
     the whole batch: one pass. The tensors ``use`` returns for a pass are its samples'
@@ -429,13 +459,20 @@ def run_in_passes(
         >>> sizes
         [2, 2, 1]
     """
+    from modelaudit.explainers import _probe_cache  # here: this function alone uses it
+
     n = inputs.shape[0]
     size = _first_pass_size(pass_size, n) if gradients else n
     cut = _per_sample_target(target, n) if gradients else None
+    auto = gradients and pass_size == "auto" and cut is not None
+    key = _probe_cache.probe_key(inputs, layers) if auto else None
+    known = _probe_cache.get(model, key) if key is not None else None
+    if known is not None:  # measured before: no probe, passes of the budgeted size
+        size = _first_pass_size(pass_size, n, known)
     batches = Batches(n, n if cut is None else size)
     whole = batches.whole
     for part in batches:
-        measure = pass_size == "auto" and part.start == 0 and not whole
+        measure = auto and known is None and part.start == 0 and not whole
         graph = GraphBytes(model) if measure else None
         cap = _capture_once(
             model,
@@ -450,16 +487,24 @@ def run_in_passes(
         batches.put(part, use(part, cap))
         if graph is not None:  # size the next passes from what the first one saved
             per_sample = max(1, graph.bytes // (part.stop - part.start))
-            batches.size = max(1, GRAPH_BUDGET_BYTES // per_sample)
+            _probe_cache.put(model, key, per_sample)
+            batches.size = _first_pass_size(pass_size, n, per_sample)
     return batches.results()
 
 
-def _first_pass_size(pass_size: PassSize, n: int) -> int:
-    """Samples in the first pass; validates ``pass_size``."""
+def _first_pass_size(pass_size: PassSize, n: int, per_sample: int | None = None) -> int:
+    """Samples in the first pass; validates ``pass_size``.
+
+    Under "auto", ``per_sample`` is the graph bytes a sample is known to save (measured
+    by an earlier pass or call): the pass then takes as many as fit the budget, else
+    the :data:`PROBE_SAMPLES` of a measured probe.
+    """
     if pass_size is None:
         return n
     if pass_size == "auto":
-        return min(n, PROBE_SAMPLES)
+        if per_sample is None:
+            return min(n, PROBE_SAMPLES)
+        return min(n, max(1, GRAPH_BUDGET_BYTES // max(1, per_sample)))
     if isinstance(pass_size, bool) or not isinstance(pass_size, int) or pass_size < 1:
         raise InvalidInputError(
             "pass_size must be a positive int (samples per pass), 'auto' or None; got "
@@ -473,6 +518,9 @@ def _per_sample_target(target: Target, n: int) -> Callable[[slice], Target] | No
 
     Targets that are malformed for the batch are not cut: the single pass reports them.
     """
+    if isinstance(target, FromOutput):
+        inner = _per_sample_target(target.target, n)
+        return None if inner is None else lambda part: FromOutput(target.select, inner(part))
     if callable(target):
         return None
     reject_bool_targets(target)  # before a cut makes [False, 0] a tensor of ints
@@ -717,12 +765,18 @@ def _capture_once(
                 f"the output of layer {name!r} was modified in place after the layer ran "
                 "(through another reference); explain a different layer."
             )
-    out_acts = [_apply_reshape(a.detach(), reshape, nm, n) for a, nm in zip(acts, names)]
+    size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
+    shapers = [
+        reshape if reshape is not None else _layer_reshape(model, layers[nm], a, size)
+        for a, nm in zip(acts, names)
+    ]
+    out_acts = [_apply_reshape(a.detach(), f, nm, n) for a, f, nm in zip(acts, shapers, names)]
     out_grads = None
     if grads is not None:
         out_grads = []
-        for g, nm in zip(grads, names):
-            flat = _apply_reshape(g.flatten(0, 1), reshape, nm, n * scorer.k)
+        for g, f, nm in zip(grads, shapers, names):
+            flat = _apply_reshape(g.flatten(0, 1), f, nm, n * scorer.k)
             out_grads.append(flat.unflatten(0, (n, scorer.k)))
-    detached = output.detach() if isinstance(output, torch.Tensor) else output
+    scored = scorer.select(output)
+    detached = scored.detach() if isinstance(scored, torch.Tensor) else scored
     return LayerCapture(names, out_acts, out_grads, detached, scorer, [a.shape for a in acts])

@@ -3,13 +3,22 @@
 ``layer=`` takes anything :func:`modelaudit.hooks.layers.resolve_layers` accepts (a name
 with suggestions on typos, a glob, a module, a class, a predicate, or a list of them).
 
-``layer=None`` picks **the last module (in execution order) whose output is a 4-D
-(N, C, h, w) feature map with h * w > 1 and that runs once per forward**, found by a probe
-forward of the first sample. For torchvision models this is the conventional CAM layer:
-``layer4`` of a ResNet, ``features`` of DenseNet / MobileNet / VGG / EfficientNet. A model
-without any convolution gets a clear error: pass ``layer=`` (and ``reshape=`` for
-transformers; the default never picks a token layer). Pass ``layer=`` explicitly to skip
-the probe forward.
+``layer=None`` picks **the last module (in execution order) whose output is a feature map
+with h * w > 1, one per image, and that runs once per forward**, found by a probe forward
+of the first sample. A feature map is an (N, C, h, w) tensor, a channels-last (N, h, w, C)
+one or ViT tokens (N, prefix + h * w, D), read from the shape
+(:func:`~modelaudit.explainers.reshape.infer_layout`; the engine then reshapes it, no
+``reshape=`` needed). Token layers count only at the model's token width and when the
+predicted class's score depends on their patch tokens (one backward of the probe sample,
+run only for models with token layers): after a ViT's last block only the class token
+reaches the head. So the default is the conventional CAM layer: ``layer4`` of a ResNet,
+``features`` of DenseNet / MobileNet / VGG / EfficientNet (torchvision); for timm models
+``layer4`` (ResNet), ``norm_pre`` (ConvNeXt), ``bn2`` (EfficientNet), ``final_conv``
+(RegNet), ``blocks`` (MobileNetV3), ``norm`` (Swin, channels-last) and
+``blocks.<last>.norm1`` (ViT/DeiT with a class token: the input of the last attention).
+Attention matrices (N, heads, T, T) and per-box or per-window outputs (a detection head's
+RoI features) are not feature maps. A model without any convolution gets a clear error:
+pass ``layer=``. Pass ``layer=`` explicitly to skip the probe forward.
 
 Example:
     >>> import torch, torch.nn as nn
@@ -29,7 +38,10 @@ import torch
 from torch import nn
 
 from modelaudit.errors import InvalidInputError, LayerNotFoundError
+from modelaudit.explainers.engine import explaining
+from modelaudit.explainers.reshape import Layout, infer_layout, model_prefix_tokens
 from modelaudit.hooks.layers import LayerSpec, resolve_layers
+from modelaudit.outputs import select_output
 
 __all__ = [
     "MIN_CELLS",
@@ -70,7 +82,9 @@ def default_layer(model: nn.Module, inputs: torch.Tensor) -> str:
 
 
 def feature_grids(model: nn.Module, inputs: torch.Tensor) -> list[tuple[str, tuple[int, int]]]:
-    """Every module that returns a 4-D feature map and runs once, with its ``(h, w)``.
+    """Every module that returns a feature map and runs once, with its ``(h, w)``.
+
+    Feature maps as in the module docstring: (N, C, h, w), channels-last and token outputs.
 
     In the order the modules *finish* during a probe forward of the first sample (a block
     comes after its children), so the last entry of a grid size is the deepest layer at it.
@@ -84,11 +98,33 @@ def feature_grids(model: nn.Module, inputs: torch.Tensor) -> list[tuple[str, tup
     return [(n, grid) for n, grid, _ in _probe(model, inputs)]
 
 
-def _probe(model: nn.Module, inputs: torch.Tensor) -> list[tuple[str, tuple[int, int], bool]]:
-    """(name, grid, output is non-negative) of every 4-D map that runs once, finish order.
+@dataclasses.dataclass(frozen=True)
+class _Found:
+    """A module whose output is a feature map: its name, grid, sign and layout."""
 
-    Modules whose output has more cells than their input (an adaptive pool that upsamples)
-    are left out: their grid holds no detail their input did not.
+    name: str
+    grid: tuple[int, int]
+    nonneg: bool
+    layout: Layout
+    width: int
+    in_grid: tuple[int, int] | None = None
+
+
+def _probe(model: nn.Module, inputs: torch.Tensor) -> list[tuple[str, tuple[int, int], bool]]:
+    """(name, grid, output is non-negative) of every feature map that runs once, finish order."""
+    return [(f.name, f.grid, f.nonneg) for f in _survey(model, inputs)]
+
+
+def _survey(model: nn.Module, inputs: torch.Tensor) -> list[_Found]:
+    """Every module whose output is a feature map and that runs once, in finish order.
+
+    Feature maps are (N, C, h, w), channels-last (N, h, w, C) and token (N, T, D) outputs
+    (:func:`~modelaudit.explainers.reshape.infer_layout`) of the probe's batch of one.
+    Left out: maps with more cells than their input (an adaptive pool that upsamples: no
+    detail its input did not hold), square (N, heads, T, T) attention matrices of a token
+    length T seen before, and token layers that are not the model's token width or whose
+    patch tokens do not reach the output (after a ViT's last block only its class token
+    does: their gradients are zero), found by one backward of the probe sample.
     """
     if not any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()):
         raise LayerNotFoundError(
@@ -96,28 +132,37 @@ def _probe(model: nn.Module, inputs: torch.Tensor) -> list[tuple[str, tuple[int,
             "to explain; pass layer= (a name from modelaudit.layer_names(model)) and, for "
             "transformers, reshape= (e.g. vit_reshape)."
         )
-    finished: list[tuple[str, tuple[int, int], bool]] = []
+    size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
+    prefix = model_prefix_tokens(model)
+    finished: list[_Found] = []
     calls: dict[str, int] = {}
+    lengths: set[int] = set()  # token counts seen (attention matrices are T x T)
 
-    def hook_for(name: str) -> Any:
+    def hook_for(name: str, module: nn.Module) -> Any:
         def hook(_m: nn.Module, args: Any, out: Any) -> None:
             calls[name] = calls.get(name, 0) + 1
-            if isinstance(out, torch.Tensor) and out.dim() == 4:
-                grid = (int(out.shape[-2]), int(out.shape[-1]))
-                first = args[0] if isinstance(args, tuple) and args else None
-                cells_in = (
-                    first.shape[-2] * first.shape[-1]
-                    if isinstance(first, torch.Tensor) and first.dim() == 4
-                    else None
-                )
-                if cells_in is not None and grid[0] * grid[1] > cells_in:
-                    return  # resamples up (VGG's 7x7 adaptive pool): no finer detail
-                finished.append((name, grid, bool((out >= 0).all())))
+            if not isinstance(out, torch.Tensor) or out.dim() not in (3, 4) or out.shape[0] != 1:
+                return
+            if out.dim() == 3:
+                lengths.add(int(out.shape[1]))
+            layout = infer_layout(out.shape, size, prefix_tokens=prefix, module=module)
+            if layout is None or _upsamples(layout, args) or _attention(layout, out, lengths):
+                return
+            width = int(out.shape[-1] if layout.kind != "nchw" else out.shape[1])
+            first = args[0] if isinstance(args, tuple) and args else None
+            given = (
+                infer_layout(first.shape, size, prefix_tokens=prefix)
+                if isinstance(first, torch.Tensor) and first.dim() in (3, 4)
+                else None
+            )
+            nonneg = bool((out >= 0).all())
+            in_grid = None if given is None else given.grid
+            finished.append(_Found(name, layout.grid, nonneg, layout, width, in_grid))
 
         return hook
 
     handles = [
-        m.register_forward_hook(hook_for(n))
+        m.register_forward_hook(hook_for(n, m))
         for n, m in model.named_modules()
         if n and not isinstance(m, torch.jit.ScriptModule)  # no hooks on TorchScript
     ]
@@ -127,7 +172,75 @@ def _probe(model: nn.Module, inputs: torch.Tensor) -> list[tuple[str, tuple[int,
     finally:
         for h in handles:
             h.remove()
-    return [item for item in finished if calls[item[0]] == 1]
+    found = [f for f in finished if calls[f.name] == 1]
+    return _useful_tokens(model, inputs, found)
+
+
+def _upsamples(layout: Layout, args: Any) -> bool:
+    """Whether a (N, C, h, w) output has more cells than its (N, C, H, W) input."""
+    first = args[0] if isinstance(args, tuple) and args else None
+    if layout.kind != "nchw" or not isinstance(first, torch.Tensor) or first.dim() != 4:
+        return False
+    return layout.grid[0] * layout.grid[1] > first.shape[-2] * first.shape[-1]
+
+
+def _attention(layout: Layout, out: torch.Tensor, lengths: set[int]) -> bool:
+    """Whether an (N, C, h, w) reading is an (N, heads, T, T) attention matrix."""
+    return layout.kind == "nchw" and out.shape[-1] == out.shape[-2] and out.shape[-1] in lengths
+
+
+def _useful_tokens(model: nn.Module, inputs: torch.Tensor, found: list[_Found]) -> list[_Found]:
+    """``found`` without token layers off the token width or whose patches reach nothing."""
+    tokens = [f for f in found if f.layout.kind == "tokens"]
+    if not tokens:
+        return found
+    widths = [f.width for f in tokens]
+    width = max(set(widths), key=widths.count)
+    wanted = {f.name: f for f in tokens if f.width == width}
+    reach = _reaching(model, inputs, wanted)
+    return [f for f in found if f.layout.kind != "tokens" or f.name in reach]
+
+
+def _reaching(model: nn.Module, inputs: torch.Tensor, layers: dict[str, _Found]) -> set[str]:
+    """Of token ``layers``, those whose patch tokens the predicted class's score depends on.
+
+    One forward and backward of the first sample (in eval mode, parameters not requiring
+    grad, restored after); all of ``layers`` if the output has no logits to score.
+    """
+    kept: dict[str, torch.Tensor] = {}
+    modules = dict(model.named_modules())
+
+    def hook_for(name: str) -> Any:
+        def hook(_m: nn.Module, _a: Any, out: Any) -> Any:
+            if isinstance(out, torch.Tensor) and out.requires_grad:
+                kept[name] = out
+                return out.clone()  # an in-place op later changes the clone, not ``out``
+            return None
+
+        return hook
+
+    handles = [modules[n].register_forward_hook(hook_for(n)) for n in layers]
+    try:
+        with explaining(model), torch.enable_grad():
+            x = inputs[:1].detach().clone().requires_grad_(True)
+            try:
+                logits = select_output(model(x))
+            except InvalidInputError:
+                return set(layers)
+            flat = logits.flatten(1)
+            score = flat[0, flat[0].argmax()] if logits.dim() == 2 else logits.float().sum()
+            if not score.requires_grad or not kept:
+                return set()
+            names = list(kept)
+            grads = torch.autograd.grad(score, [kept[n] for n in names], allow_unused=True)
+    finally:
+        for h in handles:
+            h.remove()
+    return {
+        n
+        for n, g in zip(names, grads)
+        if g is not None and bool(g[:, layers[n].layout.prefix :].ne(0).any())
+    }
 
 
 def select_layers(
@@ -158,6 +271,9 @@ class LayerChoice:
         median_box: ``(height, width)`` of the median object box in pixels (None without boxes).
         reason: one sentence for logs and generated files.
         candidates: every layer returning a feature map once, deepest last, with its grid.
+        layout: how the layer holds its map: ``"nchw"``, ``"nhwc"`` (channels last) or
+            ``"tokens"``; the explainers reshape the last two themselves
+            (:func:`~modelaudit.explainers.reshape.infer_layout`).
     """
 
     name: str
@@ -166,6 +282,7 @@ class LayerChoice:
     median_box: tuple[float, float] | None
     reason: str
     candidates: tuple[tuple[str, tuple[int, int]], ...]
+    layout: str = "nchw"
 
     def __str__(self) -> str:
         return self.name
@@ -194,6 +311,30 @@ def median_box_size(boxes: Any) -> tuple[float, float]:
             f"{tuple(t.shape)} of {t.dtype}"
         )
     return float(h.median()), float(w.median())
+
+
+def _grid_output(found: list[_Found], grid: tuple[int, int]) -> _Found:
+    """The layer to explain among those at ``grid`` (see :func:`choose_layer`).
+
+    Maps in (N, C, h, w) only: :func:`_block_output`. With channels-last or token layers at
+    the grid (transformers, ConvNeXt): the last one that does not run inside a block taking
+    this grid in and giving a coarser one out (a next stage's downsampling), rectified if
+    any is: their depth-0 modules (the patch embedding) precede the blocks, so the
+    shallowest nesting would pick those.
+    """
+    at = [f for f in found if f.grid == grid]
+    if all(f.layout.kind == "nchw" for f in at):
+        name = _block_output([(f.name, f.nonneg) for f in at])
+        return next(f for f in at if f.name == name)
+    blocks = {f.name for f in found if f.in_grid == grid and f.grid != grid}  # downsampling
+    own = [f for f in at if not blocks.intersection(_ancestors(f.name))]
+    rectified = [f for f in own if f.nonneg]
+    return (rectified or own or at)[-1]
+
+
+def _ancestors(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def _block_output(layers: list[tuple[str, bool]]) -> str:
@@ -234,7 +375,11 @@ def choose_layer(
     shallowest nesting with a rectified (non-negative) output: a block's or stage's output
     (``layer2`` of a ResNet), not a module inside the next, downsampling block, and not a
     linear bottleneck (a MobileNet block's output; its last ReLU, ``features.3.block.1``,
-    instead). Without boxes, the default layer (the last feature map).
+    instead). At a grid with channels-last or token layers (Swin, ConvNeXt, ViT) the last
+    layer there outside the next downsampling block (``layers.1`` of a Swin, ``stages.1`` of
+    a ConvNeXt; a ViT has one grid, its default layer). Without boxes, the default layer
+    (the last feature map). Grids count cells of the model's own input: a detector that
+    resizes its images (torchvision's transform) reports the resized grid.
 
     Example:
         >>> import torch, torch.nn as nn
@@ -248,8 +393,8 @@ def choose_layer(
     """
     if not (isinstance(min_cells, int | float) and min_cells > 0):
         raise InvalidInputError(f"min_cells must be a number > 0; got {min_cells!r}")
-    probed = _probe(model, images)
-    grids = [(n, g) for n, g, _ in probed]
+    found = _survey(model, images)
+    grids = [(f.name, f.grid) for f in found]
     if not grids:
         default_layer(model, images)  # raises the clear error
     height, width = int(images.shape[-2]), int(images.shape[-1])
@@ -260,8 +405,9 @@ def choose_layer(
     if boxes is None:
         name = default_layer(model, images)
         grid = dict(grids)[name]
+        kind = next(f.layout.kind for f in reversed(found) if f.name == name)
         reason = f"{name}: the last feature map ({grid[0]}x{grid[1]} cells); no boxes given"
-        return LayerChoice(name, grid, cell(grid), None, reason, tuple(grids))
+        return LayerChoice(name, grid, cell(grid), None, reason, tuple(grids), kind)
     bh, bw = median_box_size(boxes)
     spatial = [(n, g) for n, g in grids if g[0] * g[1] > 1] or grids
     fits = [
@@ -273,13 +419,14 @@ def choose_layer(
     else:
         grid = max((g for _, g in spatial), key=lambda g: g[0] * g[1])
         rule = f"no layer is fine enough for >= {_px(min_cells)} cells; the finest one"
-    name = _block_output([(n, nonneg) for n, g, nonneg in probed if g == grid])
+    chosen = _grid_output(found, grid)
+    name = chosen.name
     ch, cw = cell(grid)
     reason = (
         f"{name}: {grid[0]}x{grid[1]} cells of {_px(ch)}x{_px(cw)} px; the median box "
         f"({_px(bh)}x{_px(bw)} px) spans {bh / ch:.1f}x{bw / cw:.1f} cells ({rule})"
     )
-    return LayerChoice(name, grid, (ch, cw), (bh, bw), reason, tuple(grids))
+    return LayerChoice(name, grid, (ch, cw), (bh, bw), reason, tuple(grids), chosen.layout.kind)
 
 
 def warn_if_coarse(grid: tuple[int, int] | None, size: tuple[int, int], boxes: Any) -> str | None:

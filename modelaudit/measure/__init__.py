@@ -5,8 +5,9 @@ Localization (:mod:`~modelaudit.measure.localization`), map similarity
 (:mod:`~modelaudit.measure.sanity`), deletion/insertion and confidence drop
 (:mod:`~modelaudit.measure.faithfulness`), stability
 (:mod:`~modelaudit.measure.stability`), where off-object mass lies
-(:mod:`~modelaudit.measure.offobject`) and background counterfactuals
-(:mod:`~modelaudit.measure.background`). Nothing here registers hooks; model-based metrics
+(:mod:`~modelaudit.measure.offobject`), background counterfactuals
+(:mod:`~modelaudit.measure.background`) and streamed scans of a dataset
+(:mod:`~modelaudit.measure.scanning`). Nothing here registers hooks; model-based metrics
 call a user-supplied ``explainer(model, images) -> (N, H, W)``.
 
 Example:
@@ -54,7 +55,10 @@ from modelaudit.measure.offobject import (
     mean_region,
     off_object_mass,
 )
+from modelaudit.measure.offobject_sums import OffObjectSums
 from modelaudit.measure.sanity import RandomizationResult, randomization_similarity
+from modelaudit.measure.scan_parts import ScanPart, merge_scans
+from modelaudit.measure.scanning import Kept, Scan, scan, scan_part
 from modelaudit.measure.similarity import map_similarity, spearman, ssim
 from modelaudit.measure.stability import (
     StabilityResult,
@@ -67,9 +71,13 @@ __all__ = [
     "BackgroundReliance",
     "Counterfactuals",
     "Explainer",
+    "Kept",
     "OffObject",
+    "OffObjectSums",
     "PairedLift",
     "RandomizationResult",
+    "Scan",
+    "ScanPart",
     "StabilityResult",
     "average_drop",
     "background_counterfactuals",
@@ -89,6 +97,7 @@ __all__ = [
     "mass_in_mask",
     "mean_heat_map",
     "mean_region",
+    "merge_scans",
     "noise_stability",
     "off_object_mass",
     "paired_lift",
@@ -96,6 +105,8 @@ __all__ = [
     "pointing_game",
     "randomization_similarity",
     "rank_accuracy",
+    "scan",
+    "scan_part",
     "shuffled_null",
     "spearman",
     "ssim",

@@ -1,0 +1,25 @@
+"""What the scan tests share: the rule for the samples a scan keeps, computed independently."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+
+
+def _expected_kept(mass: torch.Tensor, labels: torch.Tensor, keep: int) -> list[int]:
+    """The K least-mass samples and each class's least-mass sample, least mass first
+    (numpy, class by class; the scans here have fewer than 32 classes)."""
+    m, y = mass.numpy(), labels.numpy()
+    rows = set(np.argsort(m, kind="stable")[:keep].tolist())
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        rows.add(int(members[np.argmin(m[members])]))
+    return sorted(rows, key=lambda i: (m[i], i))
+
+
+@pytest.fixture(scope="session")
+def expected_kept() -> Callable[[torch.Tensor, torch.Tensor, int], list[int]]:
+    return _expected_kept
