@@ -5,26 +5,31 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: audit test test-fast lint typecheck bench clean
+.PHONY: audit test test-fast test-browser lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,tensorboard]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,tensorboard,coco,timm,browser]'
 	touch $(STAMP)
 
 audit: $(STAMP)
 	$(BIN)/python -m pytest audits/ $(ARGS)
 
 test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest -n 2 --doctest-modules modelaudit tests $(ARGS)
+	$(BIN)/python -m pytest -n 2 -m "not browser" --doctest-modules modelaudit tests $(ARGS)
 
 # The inner loop: the same tests minus those marked slow (subprocess pytest runs, shrinking
 # searches), without lint and type check; narrow it with TESTS=tests/hooks or ARGS="-k name".
-# `make test` still runs everything.
+# `make test` still runs everything but the browser test (`make test-browser`).
 TESTS ?= modelaudit tests
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -m "not slow" --doctest-modules $(TESTS) $(ARGS)
+	$(BIN)/python -m pytest -n 2 -m "not slow and not browser" --doctest-modules $(TESTS) $(ARGS)
+
+# The HTML report in headless Chromium (Debian's `chromium`, driven by playwright-python
+# at the system binary: no `playwright install`). Not part of `make test`; .ci/run runs it.
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest -m browser tests/report/test_browser.py $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check modelaudit tests audits bench scripts conftest.py

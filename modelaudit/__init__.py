@@ -30,6 +30,7 @@ from modelaudit.errors import (
 if TYPE_CHECKING:
     from modelaudit.checks import (
         AuditRecord,
+        ClassResult,
         assert_background_reliance,
         assert_faithful,
         assert_feature_map_shapes,
@@ -46,6 +47,15 @@ if TYPE_CHECKING:
         assert_within_baseline,
         collect_records,
         decide,
+    )
+    from modelaudit.data import (
+        Batch,
+        coco_detection,
+        image_folder_with_boxes,
+        iter_batches,
+        read_dataset,
+        voc_detection,
+        voc_segmentation,
     )
     from modelaudit.explainers import (
         Explanation,
@@ -75,6 +85,8 @@ if TYPE_CHECKING:
     )
     from modelaudit.measure import (
         OffObject,
+        Scan,
+        ScanPart,
         background_counterfactuals,
         background_reliance,
         calibrated_score,
@@ -84,20 +96,33 @@ if TYPE_CHECKING:
         iou,
         localization_ceiling,
         mass_in_box,
+        merge_scans,
         noise_stability,
         off_object_mass,
         pointing_game,
         randomization_similarity,
         rank_accuracy,
+        scan,
+        scan_part,
         shuffled_null,
     )
+    from modelaudit.outputs import (
+        from_output,
+    )
     from modelaudit.report import AuditRecorder, log_feature_maps, overlay
+    from modelaudit.targets import (
+        detection_target,
+        segmentation_target,
+    )
+
 
 __all__ = [
     "AuditFailure",
     "AuditRecord",
     "AuditRecorder",
     "BaselineError",
+    "Batch",
+    "ClassResult",
     "Explanation",
     "HookError",
     "InvalidInputError",
@@ -105,6 +130,8 @@ __all__ = [
     "LayerNotFoundError",
     "ModelAuditError",
     "OffObject",
+    "Scan",
+    "ScanPart",
     "ablationcam",
     "assert_background_reliance",
     "assert_faithful",
@@ -127,24 +154,30 @@ __all__ = [
     "capture",
     "chance_level",
     "choose_layer",
+    "coco_detection",
     "collect_records",
     "decide",
     "deletion_auc",
+    "detection_target",
     "eigencam",
     "explain",
     "feature_map_grid",
     "feature_map_shapes",
     "fingerprint",
+    "from_output",
     "gradcam",
     "gradcam_pp",
     "hooks_by_module",
+    "image_folder_with_boxes",
     "insertion_auc",
     "iou",
+    "iter_batches",
     "layer_names",
     "layercam",
     "localization_ceiling",
     "log_feature_maps",
     "mass_in_box",
+    "merge_scans",
     "noise_stability",
     "off_object_mass",
     "overlay",
@@ -152,12 +185,18 @@ __all__ = [
     "preserved_state",
     "randomization_similarity",
     "rank_accuracy",
+    "read_dataset",
     "register_method",
+    "scan",
+    "scan_part",
     "scorecam",
+    "segmentation_target",
     "shuffled_null",
     "swin_reshape",
     "tensor_grads",
     "vit_reshape",
+    "voc_detection",
+    "voc_segmentation",
 ]
 
 # Where each lazily imported public name lives (the errors above are imported eagerly).
@@ -237,11 +276,30 @@ _HOME = {
         "modelaudit.checks",
     ),
     **dict.fromkeys(["AuditRecorder", "log_feature_maps", "overlay"], "modelaudit.report"),
+    **dict.fromkeys(
+        [
+            "Batch",
+            "coco_detection",
+            "image_folder_with_boxes",
+            "iter_batches",
+            "read_dataset",
+            "voc_detection",
+            "voc_segmentation",
+        ],
+        "modelaudit.data",
+    ),
+    **dict.fromkeys(["from_output"], "modelaudit.outputs"),
+    **dict.fromkeys(["detection_target", "segmentation_target"], "modelaudit.targets"),
+    **dict.fromkeys(["Scan", "scan"], "modelaudit.measure"),
+    **dict.fromkeys(["ClassResult"], "modelaudit.checks"),
+    **dict.fromkeys(["ScanPart", "merge_scans", "scan_part"], "modelaudit.measure"),
     "fingerprint": "modelaudit.fingerprints",
 }
 _SUBMODULES = frozenset(
     {
         "baseline",
+        "outputs",
+        "data",
         "checks",
         "cli",
         "explainers",

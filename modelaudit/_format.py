@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["format_number", "format_percent", "format_shape"]
+__all__ = ["format_number", "format_percent", "format_ranges", "format_shape"]
 
 
 def format_number(value: float | None, *, signed: bool = False, missing: str = "n/a") -> str:
@@ -44,3 +44,24 @@ def format_shape(shape: Any) -> str:
     if isinstance(shape, dict):
         return "{" + ", ".join(f"{k}: {format_shape(v)}" for k, v in shape.items()) + "}"
     return type(shape).__name__
+
+
+def format_ranges(indices: Any, *, limit: int = 12) -> str:
+    """Whole numbers as sorted runs, ``"0-5, 7, 9-63"``; at most ``limit`` runs, then a count.
+
+    Example:
+        >>> format_ranges([9, 0, 1, 2, 5, 7, 8])
+        '0-2, 5, 7-9'
+        >>> format_ranges(range(0, 40, 2), limit=3)
+        '0, 2, 4 and 17 more'
+    """
+    values = sorted({int(i) for i in indices})
+    runs: list[tuple[int, int]] = []
+    for v in values:
+        if runs and v == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], v)
+        else:
+            runs.append((v, v))
+    shown = [f"{a}" if a == b else f"{a}-{b}" for a, b in runs[:limit]]
+    rest = sum(b - a + 1 for a, b in runs[limit:])
+    return ", ".join(shown) + (f" and {rest} more" if rest else "")

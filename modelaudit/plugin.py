@@ -43,7 +43,10 @@ if TYPE_CHECKING:
 __all__ = ["register_torch_random"]
 
 AUDIT_FIXTURES = frozenset({"audit", "audit_model", "audit_capture", "audit_device"})
-AUDIT_MARKERS = ("audit", "audit_slow")
+AUDIT_MARKERS = {
+    "audit": "an audit of what a model looks at (select with -m audit)",
+    "audit_slow": "a slow model audit (deselect with -m 'not audit_slow')",
+}
 _SESSION = "modelaudit-session"
 _WORKER_KEY = "modelaudit"
 _UPDATE_HINT = "re-run pytest with --audit-update-baseline (and commit the baseline file)"
@@ -59,12 +62,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "audit: an audit of what a model looks at (select with -m audit)"
-    )
-    config.addinivalue_line(
-        "markers", "audit_slow: a slow model audit (deselect with -m 'not audit_slow')"
-    )
+    for marker, text in AUDIT_MARKERS.items():
+        config.addinivalue_line("markers", f"{marker}: {text}")
     if os.environ.get("CI") and not config.getoption("hypothesis_profile", default=None):
         load_ci_profile()  # unless a conftest chose another profile
     _share_cores_among_workers(config)
@@ -76,7 +75,7 @@ def pytest_configure(config: pytest.Config) -> None:
             ini_dir=config.inipath.parent if config.inipath else config.rootpath,
             root=config.rootpath,
         )
-        opts.check()  # a bad device or model spec: one usage error, not one per test
+        opts.start()  # a bad device or model spec: one usage error; torchrun: join the group
     except ModelAuditError as exc:
         raise pytest.UsageError(str(exc)) from exc
     config.pluginmanager.register(_AuditSession(config, opts), _SESSION)
@@ -255,6 +254,8 @@ class _AuditSession:
         message = ""
         if report.failed:
             message = call.excinfo.exconly() if call.excinfo else report.longreprtext
+            if link := self.collector.link(item.nodeid, self.config.invocation_params.dir):
+                report.sections.append(("modelaudit report", link))  # the failure's last line
         self.collector.report_phase(
             item.nodeid,
             report.when or "call",
@@ -282,9 +283,8 @@ class _AuditSession:
         notes += [f"baseline: {o.baseline}"] if o.baseline is not None else []
         stopped = session.exitstatus == pytest.ExitCode.INTERRUPTED  # a worker's test unseen
         update = o.baseline if o.update_baseline and not stopped else None
-        ok = self.collector.close(baseline=update, notes=notes)
-        if not ok and session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if not self.collector.close(baseline=update, notes=notes) and not session.exitstatus:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # the baseline was not stored
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker:
@@ -295,5 +295,6 @@ class _AuditSession:
             tr.write_sep("-", "modelaudit metrics")
         for line in [*lines, *self.collector.notes]:
             tr.write_line(line)
-        for error in self.collector.errors:
-            tr.write_line(f"modelaudit: ERROR {error}", red=True, bold=True)
+        for kind, texts in (("ERROR", self.collector.errors), ("WARNING", self.collector.warnings)):
+            for text in texts:  # a WARNING is about pictures only: no verdict changed
+                tr.write_line(f"modelaudit: {kind} {text}", red=kind == "ERROR", bold=True)

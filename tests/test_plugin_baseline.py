@@ -77,9 +77,9 @@ def test_fresh_baseline_workflow(pytester):
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
-            "metric*value*baseline*delta*pass/fail",
+            "gate*value is*value*bound or baseline*chance*verdict",
             "test_gate.py::test_gate",
-            "  mass_in_box*0.7*0.7*+0*pass (ok)",
+            "  mass_in_box vs baseline*value*0.7*baseline 0.7, >= 0.665*pass (ok)",
         ]
     )
     # 4. a regressed model fails with obtained, baseline and delta; the file is untouched
@@ -96,7 +96,9 @@ def test_fresh_baseline_workflow(pytester):
             "*If the change is intended, update the baseline: *--audit-update-baseline*",
         ]
     )
-    result.stdout.fnmatch_lines(["  mass_in_box*0.5*0.7*-0.2*FAIL (regressed)"])
+    result.stdout.fnmatch_lines(
+        ["  mass_in_box vs baseline*0.5*baseline 0.7, >= 0.665*FAIL (regressed)"]
+    )
     assert _stored(baseline)["test_gate.py::test_gate::mass_in_box"] == 0.7
     # 5. the change is intended: update again, then it passes
     run("--audit-update-baseline").assert_outcomes(passed=1)

@@ -52,7 +52,7 @@ class Page(HTMLParser):
 
     def __init__(self, text):
         super().__init__()
-        self.stack, self.errors, self.images, self.ids = [], [], [], []
+        self.stack, self.errors, self.images, self.ids, self.anchors = [], [], [], [], []
         self.feed(text)
         self.close()
 
@@ -60,8 +60,9 @@ class Page(HTMLParser):
         attrs = dict(attrs)
         if tag == "img":
             self.images.append(attrs)
-        if tag == "section":
+        if tag == "details" and attrs.get("class", "").startswith("test "):
             self.ids.append(attrs.get("class"))
+            self.anchors.append(attrs.get("id"))
         if tag not in self.VOID:
             self.stack.append(tag)
 
@@ -81,14 +82,22 @@ def test_report_shows_every_recorded_sample(pytester):
     result = pytester.runpytest_inprocess()
     result.assert_outcomes(passed=3, failed=2)
     report = pytester.path / "audit-report" / "report.html"
+    # paths relative to where pytest ran
     result.stdout.fnmatch_lines(
-        [f"modelaudit report: {report}", f"modelaudit records: {report.with_name('records.json')}"]
+        [
+            "modelaudit report: audit-report/report.html",
+            "modelaudit records: audit-report/records.json",
+        ]
     )
     page = Page(report.read_text())
     assert page.errors == [] and page.stack == []
     # failing tests first; tests that neither used modelaudit nor emitted records left out
-    assert page.ids == ["test failed", "test failed", "test ", "test "]
-    overlays = [i for i in page.images if i["alt"].startswith("overlay")]
+    assert page.ids == ["test failed", "test failed", "test passed", "test passed"]
+    # each failure ends with one relative link to its own section of the report
+    links = [line for line in result.stdout.lines if line.startswith("audit-report/report.html#")]
+    assert [link.split("#")[1] for link in links] == page.anchors[:2]
+    result.stdout.fnmatch_lines(["*- modelaudit report -*", "audit-report/report.html#t-*"])
+    overlays = [i for i in page.images if i["alt"].startswith("heat map")]
     assert len(overlays) == 3 + 2  # one per recorded sample
     gen = torch.Generator().manual_seed(1)
     images, maps = torch.rand(3, 3, 12, 12, generator=gen), torch.rand(3, 12, 12, generator=gen)
@@ -109,22 +118,23 @@ def test_report_shows_every_recorded_sample(pytester):
     (record,) = failed["records"]
     assert record["failing"] == [1, 2] and record["message"] in failed["message"]
     # the failing samples' overlays are files too, next to the report
-    folder = Path(record["overlay_files"][0]).parent
+    folder = (report.parent / record["overlay_files"][0]).parent  # relative to the report
     assert [Path(f).name for f in record["overlay_files"]] == [
         "mass_in_box-1.png",
         "mass_in_box-2.png",
     ]
     assert folder.parent == report.parent / "tests"
-    assert np.array_equal(iio.imread(record["overlay_files"][0]), _png(overlays[0]["src"]))
+    drawn = iio.imread(report.parent / record["overlay_files"][0])
+    assert np.array_equal(drawn, _png(overlays[0]["src"]))
     # a check without pictures is reported the same way: items, failing list, message
     (shape,) = tests["test_audited.py::test_shapes_fail"]["records"]
     assert shape["items"] == ["layer1", "layer2"] and shape["failing"] == [1]
     assert "layer2: obtained (4, 8), expected (8, 8)" in shape["message"]
-    assert "failing layers: layer2" in report.read_text()
+    assert "failing layers: 1 of 2 (layer2)" in report.read_text()
     assert tests["test_audited.py::test_passes"]["metrics"][0]["value"] == 0.5
     # the summary table lists checks with their bounds, for audited or failed tests only
-    result.stdout.fnmatch_lines(["  mass_in_box*0.1*>= 0.5*-0.4*FAIL"])
-    result.stdout.fnmatch_lines(["  feature_map_shape*-*-*-*FAIL"])
+    result.stdout.fnmatch_lines(["  mass_in_box*worst of 3 samples*0.1*>= 0.5*FAIL"])
+    result.stdout.fnmatch_lines(["  feature_map_shape*worst of 2 layers*-*-*-*FAIL"])
     assert "iou_plain" not in result.stdout.str()
 
 
@@ -215,3 +225,21 @@ def test_xdist_workers_report_to_one_writer(pytester):
     pytester.runpytest_inprocess(
         "--audit-baseline=b.json", "--audit-report-dir=none", "-p", "no:xdist", "-k", "not _a"
     ).assert_outcomes(passed=2)
+
+
+def test_a_report_folder_that_cannot_be_written_changes_no_verdict(pytester):
+    pytester.makepyfile(test_audited=AUDITED)
+    (pytester.path / "blocker").write_text("a file, not a folder")
+    result = pytester.runpytest_inprocess("--audit-report-dir=blocker/rep")
+    result.assert_outcomes(passed=3, failed=2)  # the same verdicts as with a report
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # from the failing tests, as always
+    result.stdout.fnmatch_lines(
+        ["modelaudit: WARNING ModelAuditError: the report could not be written to *blocker/rep*"]
+    )
+    assert not (pytester.path / "blocker" / "rep").exists()
+    # with every test passing, the run passes: the pictures are not a verdict
+    pytester.makepyfile(test_audited="def test_ok(audit):\n    audit.metric('m', 0.5)\n")
+    result = pytester.runpytest_inprocess("--audit-report-dir=blocker/rep")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["modelaudit: WARNING *the report could not be written*"])

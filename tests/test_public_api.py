@@ -26,6 +26,9 @@ HOMES = [
     "modelaudit.explainers",
     "modelaudit.measure",
     "modelaudit.report",
+    "modelaudit.data",
+    "modelaudit.outputs",
+    "modelaudit.targets",
 ]
 
 

@@ -13,22 +13,24 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from modelaudit.checks.record import Overview, SampleViews
+from modelaudit.checks.record import Curves, Overview, SampleViews
 from modelaudit.errors import InvalidInputError
 from modelaudit.measure._explainer import Explainer
 from modelaudit.measure._validate import Region, check_images
-from modelaudit.measure.offobject import off_object_mass
+from modelaudit.measure.offobject import OffObject, off_object_mass
 
 __all__ = [
     "LOOKS_INSTEAD",
     "display_samples",
     "explainer_from",
     "images_of",
+    "looks_instead",
     "provenance",
     "where_it_looks",
 ]
@@ -76,9 +78,29 @@ def explainer_from(maps: Any, what: str) -> Explainer:
 
 
 def display_samples(
-    maps: torch.Tensor | None, images: torch.Tensor | None, region: Region | None
+    maps: torch.Tensor | None,
+    images: torch.Tensor | None,
+    region: Region | None,
+    *,
+    explained: Any = None,
+    region_kind: str = "object",
+    peaks: bool = False,
+    strip: Sequence[tuple[str, torch.Tensor]] = (),
+    curves: Curves | None = None,
 ) -> SampleViews | None:
-    """Detached CPU copies scaled for drawing: maps to [0, 1] per map, images to [0, 1]."""
+    """Detached CPU copies scaled for drawing: maps to [0, 1] per map, images to [0, 1].
+
+    The class each map explains, the model's prediction and probability and the class
+    names come from ``explained`` (default ``maps``) when it is an explainer's output.
+    ``region_kind`` says what ``region`` outlines (``"object"`` or ``"forbidden
+    region"``), ``peaks`` marks each map's maximum, ``strip`` adds captioned maps per
+    sample (randomised, noisy), ``curves`` a record-level plot.
+
+    Example:
+        >>> views = display_samples(torch.rand(2, 4, 4) * 3, None, None, peaks=True)
+        >>> float(views.maps.max()) <= 1.0, views.peaks, views.region
+        (True, True, 'object')
+    """
     if maps is None and images is None:
         return None
     n = None if maps is None else maps.shape[0]
@@ -90,7 +112,30 @@ def display_samples(
             boxes = region.boxes.cpu()
         else:
             masks = region.masks.cpu()
-    return SampleViews(images=shown_images, maps=shown_maps, boxes=boxes, masks=masks)
+    source = maps if explained is None else explained
+    return SampleViews(
+        images=shown_images,
+        maps=shown_maps,
+        boxes=boxes,
+        masks=masks,
+        region=region_kind,
+        peaks=peaks,
+        labels=_per_sample(getattr(source, "targets", None), n),
+        predicted=_per_sample(getattr(source, "predicted", None), n),
+        confidence=_per_sample(getattr(source, "confidence", None), n),
+        class_names=getattr(source, "class_names", None),
+        strip=tuple((caption, _unit_maps(m)) for caption, m in strip),
+        curves=curves,
+    )
+
+
+def _per_sample(values: Any, n: int | None) -> torch.Tensor | None:
+    """``values`` as an (n,) CPU tensor when it is one value per sample, else None."""
+    if not isinstance(values, torch.Tensor) or values.dim() != 1:
+        return None
+    if n is not None and values.shape[0] != n:
+        return None
+    return values.detach().cpu()
 
 
 def _unit_maps(maps: torch.Tensor) -> torch.Tensor:
@@ -137,6 +182,12 @@ def where_it_looks(
     image = None
     if images is not None:
         image = _unit_images(check_images(images, n=maps.shape[0])).mean(dim=0)
+    return looks_instead(found, image)
+
+
+def looks_instead(found: OffObject, image: torch.Tensor | None) -> tuple[str, Overview]:
+    """The failure line and the report's :class:`Overview` of an :class:`OffObject`, over
+    ``image`` (the mean input in [0, 1], or None): what in-memory maps and scans share."""
     caption = found.describe()
     overview = Overview(
         mean_map=found.mean_map,

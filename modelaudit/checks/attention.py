@@ -39,7 +39,9 @@ from typing import Any
 import torch
 
 from modelaudit.checks._maps import display_samples, provenance, where_it_looks
+from modelaudit.checks.classes import ByClass, ClassesLike, classes_for
 from modelaudit.checks.record import Aggregate, AuditRecord, conclude, judge
+from modelaudit.checks.scanned import kept_samples, scan_overview, scan_provenance
 from modelaudit.errors import InvalidInputError
 from modelaudit.explainers.layer_choice import warn_if_coarse
 from modelaudit.measure._validate import RegionLike, as_region, check_maps
@@ -50,6 +52,7 @@ from modelaudit.measure.calibration import (
     shuffled_null,
 )
 from modelaudit.measure.localization import chance_level, mass_in_box, mass_in_mask
+from modelaudit.measure.scanning import Scan
 
 __all__ = ["LOOKS_AT_OBJECT", "NULL_ALPHA", "assert_looks_at_object"]
 
@@ -82,8 +85,8 @@ def _null_note(lift: Any, alpha: float) -> str:
 
 
 def assert_looks_at_object(
-    maps: torch.Tensor,
-    boxes: RegionLike,
+    maps: torch.Tensor | Scan,
+    boxes: RegionLike | None = None,
     *,
     at_least: float = LOOKS_AT_OBJECT,
     aggregate: Aggregate = "mean",
@@ -92,12 +95,15 @@ def assert_looks_at_object(
     images: torch.Tensor | None = None,
     method: str | None = None,
     layer: str | None = None,
+    classes: ClassesLike | None = None,
+    per_class: bool = False,
 ) -> AuditRecord:
     """Assert the maps put their mass on the object, in calibrated units (module doc).
 
     Args:
         maps: ``(N, H, W)`` heat maps; an explainer's output also carries its layer's grid,
-            images, method and layer.
+            images, method and layer. Or a :class:`~modelaudit.measure.scanning.Scan` of a
+            whole dataset (:func:`modelaudit.scan`; then no ``boxes``).
         boxes: ``(N, 4)`` XYXY boxes (exclusive x2, y2), per-sample box lists, or a bool mask.
         at_least: bound on the calibrated mass (0 uniform, 1 ideal at the layer's grid).
         aggregate: ``"mean"`` (default), ``"all"`` or a fraction of samples.
@@ -107,6 +113,10 @@ def assert_looks_at_object(
         grid: ``(h, w)`` of the explained layer, if ``maps`` do not carry it (plain tensors:
             default the map size, i.e. a full-resolution method).
         images, method, layer: for the report, if ``maps`` do not carry them.
+        classes: ``(N,)`` the class of each sample (default: the class each map explains);
+            the record then holds the calibrated mass per class.
+        per_class: every class must meet ``at_least`` as well (the shuffled-box test
+            stays dataset-wide); the failure names the classes that do not.
 
     Returns:
         the passing :class:`~modelaudit.checks.record.AuditRecord`; ``details`` holds the
@@ -127,6 +137,28 @@ def assert_looks_at_object(
         1.0
     """
     __tracebackhide__ = True
+    by = classes_for(maps, classes, per_class, "assert_looks_at_object")
+    if isinstance(maps, Scan):
+        return _on_scan(maps, boxes, at_least, aggregate, alpha, by)
+    return _on_maps(maps, boxes, at_least, aggregate, alpha, grid, images, method, layer, by)
+
+
+def _on_maps(
+    maps: torch.Tensor,
+    boxes: RegionLike | None,
+    at_least: float,
+    aggregate: Aggregate,
+    alpha: float | None,
+    grid: tuple[int, int] | None,
+    images: torch.Tensor | None,
+    method: str | None,
+    layer: str | None,
+    by: ByClass | None,
+) -> AuditRecord:
+    """The check on in-memory maps and their boxes."""
+    __tracebackhide__ = True
+    if boxes is None:
+        raise InvalidInputError("assert_looks_at_object needs the boxes (or masks) of the maps")
     m = check_maps(maps)
     size = (int(m.shape[1]), int(m.shape[2]))
     region = as_region(boxes, size, m.shape[0])
@@ -139,7 +171,9 @@ def assert_looks_at_object(
     shown = images if images is not None else getattr(maps, "inputs", None)
     line, overview = where_it_looks(m, region, shown)
     details, notes = _evidence(mass, chance, ceiling, g)
-    beats = True if alpha is None else _null_test(mass, m, region.masks, alpha, details, notes)
+    beats = True
+    if alpha is not None:
+        beats = _null_test(mass, shuffled_null(m, region.masks), alpha, details, notes)
     if coarse:
         notes.append(f"warning: {coarse}")
     record = judge(
@@ -151,9 +185,54 @@ def assert_looks_at_object(
         chance=torch.zeros_like(mass),
         notes=notes,
         details={**details, **provenance(maps, method=method, layer=layer)},
-        samples=display_samples(m, shown, region),
+        samples=display_samples(m, shown, region, explained=maps),
         overview=overview,
         failure_notes=(line,),
+        classes=by,
+    )
+    if alpha is not None:
+        record = _and_null(record, beats, alpha, line)
+    return conclude(record)
+
+
+def _on_scan(
+    scan: Scan,
+    boxes: Any,
+    at_least: float,
+    aggregate: Aggregate,
+    alpha: float | None,
+    by: ByClass | None,
+) -> AuditRecord:
+    """The check on a whole dataset's scan: the same values, bound and null test."""
+    __tracebackhide__ = True
+    if boxes is not None:
+        raise InvalidInputError(
+            "assert_looks_at_object: a scan already measured each sample against its own "
+            "box or mask; call assert_looks_at_object(scan) without boxes"
+        )
+    _check_alpha(alpha, len(scan))
+    coarse = warn_if_coarse(scan.grid, scan.size, scan.extent_boxes())
+    details, notes = _evidence(scan.mass, scan.chance, scan.ceiling, scan.grid)
+    line, overview = scan_overview(scan)
+    beats = True
+    if alpha is not None and scan.null is not None:
+        beats = _null_test(scan.mass, scan.null, alpha, details, notes)
+    if coarse:
+        notes.append(f"warning: {coarse}")
+    record = judge(
+        "assert_looks_at_object",
+        "calibrated_mass",
+        calibrated_score(scan.mass, scan.chance, scan.ceiling),
+        at_least=at_least,
+        aggregate=aggregate,
+        items=[str(int(i)) for i in scan.indices.tolist()],
+        chance=torch.zeros_like(scan.mass),
+        notes=notes,
+        details={**details, **scan_provenance(scan)},
+        samples=kept_samples(scan),
+        overview=overview,
+        failure_notes=(line,),
+        classes=by,
     )
     if alpha is not None:
         record = _and_null(record, beats, alpha, line)
@@ -162,14 +241,13 @@ def assert_looks_at_object(
 
 def _null_test(
     mass: torch.Tensor,
-    maps: torch.Tensor,
-    masks: torch.Tensor,
+    null: torch.Tensor,
     alpha: float,
     details: dict[str, Any],
     notes: list[str],
 ) -> bool:
     """Whether the own boxes beat the shuffled boxes; adds the test to details and notes."""
-    lift = paired_lift(mass, shuffled_null(maps, masks))
+    lift = paired_lift(mass, null)
     details.update(null_mean=lift.mean, null_effect=_finite(lift.effect), null_p=lift.p_value)
     notes.append(_null_note(lift, alpha))
     return lift.p_value < alpha

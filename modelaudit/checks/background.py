@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -160,7 +161,14 @@ def _samples(res: BackgroundReliance, bad_bg: list[int], bad_rand: list[int]) ->
     cf = res.counterfactuals
     images = torch.cat([cf.only_bg[bad_bg], cf.mixed_rand[bad_rand]])
     maps = cf.masks[bad_bg + bad_rand].float()
-    return display_samples(maps, images, None)
+    shown = display_samples(maps, images, None)
+    if shown is None:
+        return None
+    titles = [f"Only-BG of image {i}: still right" for i in bad_bg]
+    titles += [f"Mixed-Rand of image {i}: now wrong" for i in bad_rand]
+    return dataclasses.replace(
+        shown, titles=tuple(titles), captions=("counterfactual image", "the object's pixels")
+    )
 
 
 def _record(
@@ -198,6 +206,7 @@ def _record(
             "mixed_rand_margin": mixed_rand_margin,
             "only_bg_limit": bg_limit,
             "mixed_rand_limit": rand_limit,
+            "item_bounds": [[bg_limit, "lower"], [rand_limit, "higher"]],  # per item, for tables
             "only_bg_correct": bad_bg,
             "mixed_rand_wrong": bad_rand,
             "fill": fill,

@@ -30,7 +30,10 @@ from typing import Any, Literal
 import torch
 
 from modelaudit.checks._maps import display_samples, provenance, where_it_looks
+from modelaudit.checks.classes import ByClass, ClassesLike, classes_for
 from modelaudit.checks.record import Aggregate, AuditRecord, Range, decide
+from modelaudit.checks.scanned import decide_scan
+from modelaudit.errors import InvalidInputError
 from modelaudit.explainers.layer_choice import warn_if_coarse
 from modelaudit.measure._validate import Region, RegionLike, as_region, check_maps
 from modelaudit.measure.localization import (
@@ -40,6 +43,7 @@ from modelaudit.measure.localization import (
     mass_in_mask,
     pointing_game,
 )
+from modelaudit.measure.scanning import Scan
 
 __all__ = ["assert_iou", "assert_mass_in_box", "assert_pointing_game"]
 
@@ -64,6 +68,7 @@ def _decide_on_region(
     layer: Any,
     chance: torch.Tensor,
     details: dict[str, Any] | None = None,
+    classes: ByClass | None = None,
 ) -> AuditRecord:
     """Decide a localization check; with ``at_least=``, also say where the mass goes.
 
@@ -77,7 +82,14 @@ def _decide_on_region(
     where = provenance(maps, method=method, layer=layer)
     shown = images if images is not None else getattr(maps, "inputs", None)
     m = check_maps(maps)
-    samples = display_samples(m, shown, region)
+    samples = display_samples(
+        m,
+        shown,
+        region,
+        explained=maps,
+        region_kind="object" if at_most is None else "forbidden region",
+        peaks=check == "pointing_game",
+    )
     line, overview = where_it_looks(m, region, shown) if at_most is None else ("", None)
     coarse = None
     if at_most is None:  # the region is the object: can the layer's grid resolve it?
@@ -97,17 +109,23 @@ def _decide_on_region(
         overview=overview,
         failure_notes=(line,) if line else (),
         notes=(f"warning: {coarse}",) if coarse else (),
+        classes=classes,
     )
 
 
-def _inputs(maps: torch.Tensor, boxes: RegionLike) -> tuple[torch.Tensor, Region]:
+def _inputs(maps: torch.Tensor, boxes: RegionLike | None) -> tuple[torch.Tensor, Region]:
+    if boxes is None:
+        raise InvalidInputError(
+            "boxes are missing: pass the (N, 4) XYXY boxes or the bool (N, H, W) masks the "
+            "maps are checked against (only a scan, modelaudit.scan(...), carries its own)"
+        )
     m = check_maps(maps)
     return m, as_region(boxes, (m.shape[1], m.shape[2]), m.shape[0])
 
 
 def assert_mass_in_box(
-    maps: torch.Tensor,
-    boxes: RegionLike,
+    maps: torch.Tensor | Scan,
+    boxes: RegionLike | None = None,
     *,
     at_least: float | None = None,
     at_most: float | None = None,
@@ -115,6 +133,8 @@ def assert_mass_in_box(
     images: torch.Tensor | None = None,
     method: str | None = None,
     layer: str | None = None,
+    classes: ClassesLike | None = None,
+    per_class: bool = False,
 ) -> AuditRecord:
     """Assert the share of each map's mass inside its box (or bool mask).
 
@@ -122,7 +142,9 @@ def assert_mass_in_box(
     See :func:`modelaudit.mass_in_box`; the chance level is the box's area fraction.
 
     Args:
-        maps: ``(N, H, W)`` heat maps (an explainer's output carries images, method, layer).
+        maps: ``(N, H, W)`` heat maps (an explainer's output carries images, method, layer),
+            or a :class:`~modelaudit.measure.scanning.Scan` of a whole dataset
+            (:func:`modelaudit.scan`; then no ``boxes``).
         boxes: ``(N, 4)`` XYXY boxes (exclusive x2, y2), per-sample box lists, or a bool mask.
         at_least: lower bound on the metric (exactly one of the two bounds).
         at_most: upper bound on the metric.
@@ -130,6 +152,10 @@ def assert_mass_in_box(
         images: the ``(N, C, H, W)`` inputs for the report's overlays (default: the maps').
         method: the explanation method, recorded (default: the maps').
         layer: the explained layer, recorded (default: the maps').
+        classes: ``(N,)`` the class of each sample (default: the class each map explains,
+            when the maps carry it); the record then also holds per-class results.
+        per_class: every class must pass the bound as well; the failure names the
+            classes that do not.
 
     Returns:
         the passing :class:`~modelaudit.checks.record.AuditRecord`.
@@ -146,10 +172,15 @@ def assert_mass_in_box(
         0.5
     """
     __tracebackhide__ = True
+    by = classes_for(maps, classes, per_class, "assert_mass_in_box")
+    if isinstance(maps, Scan):
+        bound = (at_least, at_most, aggregate)
+        return decide_scan("assert_mass_in_box", maps, boxes, "mass", bound, by)
     m, region = _inputs(maps, boxes)
     if region.kind == "mask":
         check, values = "mass_in_mask", mass_in_mask(m, region.masks)
     else:
+        assert boxes is not None  # _inputs checked it
         check, values = "mass_in_box", mass_in_box(m, boxes)
     return _decide_on_region(
         "assert_mass_in_box",
@@ -164,12 +195,13 @@ def assert_mass_in_box(
         method=method,
         layer=layer,
         chance=chance_level(region.masks),
+        classes=by,
     )
 
 
 def assert_pointing_game(
-    maps: torch.Tensor,
-    boxes: RegionLike,
+    maps: torch.Tensor | Scan,
+    boxes: RegionLike | None = None,
     *,
     tolerance: float = 0,
     at_least: float | None = None,
@@ -178,6 +210,8 @@ def assert_pointing_game(
     images: torch.Tensor | None = None,
     method: str | None = None,
     layer: str | None = None,
+    classes: ClassesLike | None = None,
+    per_class: bool = False,
 ) -> AuditRecord:
     """Assert the pointing game: each map's maximum falls in its box (or mask).
 
@@ -195,6 +229,19 @@ def assert_pointing_game(
         (0.75, (3,))
     """
     __tracebackhide__ = True
+    by = classes_for(maps, classes, per_class, "assert_pointing_game")
+    if isinstance(maps, Scan):
+        _same_option("assert_pointing_game", "tolerance", tolerance, maps.tolerance, 0)
+        bound = (at_least, at_most, aggregate)
+        return decide_scan(
+            "assert_pointing_game",
+            maps,
+            boxes,
+            "pointing",
+            bound,
+            by,
+            {"tolerance": maps.tolerance},
+        )
     m, region = _inputs(maps, boxes)
     given = region.masks if region.boxes is None else region.boxes
     return _decide_on_region(
@@ -211,12 +258,13 @@ def assert_pointing_game(
         layer=layer,
         chance=chance_level(region.masks, tolerance=tolerance),
         details={"tolerance": float(tolerance)},
+        classes=by,
     )
 
 
 def assert_iou(
-    maps: torch.Tensor,
-    boxes: RegionLike,
+    maps: torch.Tensor | Scan,
+    boxes: RegionLike | None = None,
     *,
     threshold: float | Literal["otsu"] | None = None,
     top_k: float | None = None,
@@ -226,6 +274,8 @@ def assert_iou(
     images: torch.Tensor | None = None,
     method: str | None = None,
     layer: str | None = None,
+    classes: ClassesLike | None = None,
+    per_class: bool = False,
 ) -> AuditRecord:
     """Assert the IoU of each thresholded map with its box (or mask).
 
@@ -240,6 +290,12 @@ def assert_iou(
         1.0
     """
     __tracebackhide__ = True
+    by = classes_for(maps, classes, per_class, "assert_iou")
+    if isinstance(maps, Scan):
+        _same_option("assert_iou", "top_k", top_k, None, None)
+        _same_option("assert_iou", "threshold", threshold, 0.5, None)
+        bound = (at_least, at_most, aggregate)
+        return decide_scan("assert_iou", maps, boxes, "iou", bound, by, {"threshold": 0.5})
     m, region = _inputs(maps, boxes)
     given = region.masks if region.boxes is None else region.boxes
     binarise: dict[str, Any] = (
@@ -261,4 +317,14 @@ def assert_iou(
         layer=layer,
         chance=chance_level(region.masks),
         details=binarise,
+        classes=by,
     )
+
+
+def _same_option(assertion: str, name: str, given: Any, scanned: Any, default: Any) -> None:
+    """Raise unless an option given with a scan matches what the scan measured."""
+    if given is not None and given != default and given != scanned:
+        raise InvalidInputError(
+            f"{assertion}: {name}={given!r}, but the scan measured with {name}={scanned!r}; "
+            f"pass {name}= to modelaudit.scan(...) instead"
+        )

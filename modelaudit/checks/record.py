@@ -36,11 +36,15 @@ from typing import Any, Literal
 import torch
 
 from modelaudit._format import format_number
+from modelaudit.checks.classes import ByClass, ClassResult, class_line, worst_first
 from modelaudit.errors import AuditFailure, InvalidInputError
 
 __all__ = [
     "Aggregate",
     "AuditRecord",
+    "ByClass",
+    "ClassResult",
+    "Curves",
     "Direction",
     "Overview",
     "Range",
@@ -67,6 +71,25 @@ MAX_LISTED = 10
 
 
 @dataclasses.dataclass(frozen=True)
+class Curves:
+    """A record-level plot: mean curves over the samples, each with its area (faithfulness).
+
+    Attributes:
+        x: (S,) the curves' abscissae, e.g. the fraction of pixels deleted, 0 to 1.
+        lines: ``(label, (S,) mean curve, area)`` per drawn curve, e.g. the map's order.
+        reference: the same for what the curves are compared with (a random pixel
+            order), drawn dashed; None without one.
+        x_label: what ``x`` is; y_label: what the curves are.
+    """
+
+    x: torch.Tensor
+    lines: tuple[tuple[str, torch.Tensor, float], ...]
+    reference: tuple[str, torch.Tensor, float] | None = None
+    x_label: str = ""
+    y_label: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class SampleViews:
     """What the report needs to draw each sample: CPU tensors, detached.
 
@@ -75,12 +98,39 @@ class SampleViews:
         maps: (N, H, W) heat maps scaled to [0, 1] per map, or None.
         boxes: (N, 4) XYXY pixel boxes, or None.
         masks: (N, H, W) boolean masks, or None.
+        region: what the boxes or masks outline: ``"object"`` or ``"forbidden region"``
+            (a check that mass stays *off* it, such as a watermark).
+        peaks: mark each map's hottest pixel (the pointing game's point).
+        labels: (N,) the class each map explains (the true class when the target was the
+            labels), or None.
+        predicted: (N,) the model's top class on each image, or None.
+        confidence: (N,) its softmax probability, or None.
+        class_names: names of the classes, indexed by class, or None.
+        strip: ``(caption, (N, H, W) maps)`` drawn after each sample's own map: the map
+            at each randomisation step (sanity), under noise (stability).
+        curves: a record-level plot (faithfulness), or None.
+        titles: one heading per sample instead of "sample i" (e.g. which counterfactual
+            of which image), or None.
+        captions: what the two pictures of a sample are (``("input", "heat map")``).
+        rows: the item (sample index) each row shows, when the views hold only some
+            samples (a scan keeps its worst); None: row i is sample i.
     """
 
     images: torch.Tensor | None = None
     maps: torch.Tensor | None = None
     boxes: torch.Tensor | None = None
     masks: torch.Tensor | None = None
+    region: str = "object"
+    peaks: bool = False
+    labels: torch.Tensor | None = None
+    predicted: torch.Tensor | None = None
+    confidence: torch.Tensor | None = None
+    class_names: tuple[str, ...] | None = None
+    strip: tuple[tuple[str, torch.Tensor], ...] = ()
+    curves: Curves | None = None
+    titles: tuple[str, ...] | None = None
+    captions: tuple[str, str] = ("input", "heat map")
+    rows: tuple[int, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +184,9 @@ class AuditRecord:
         samples: tensors for the report's pictures; not serialised.
         overview: the dataset-level picture (mean map next to mean object), for heat-map
             checks against a region; only its caption is serialised.
+        classes: the class of each item, aligned with ``values`` (empty when unknown).
+        per_class: the record's rule applied within each class (:class:`ClassResult`,
+            by label), whenever the classes are known.
     """
 
     check: str
@@ -155,6 +208,8 @@ class AuditRecord:
     details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     samples: SampleViews | None = dataclasses.field(default=None, repr=False, compare=False)
     overview: Overview | None = dataclasses.field(default=None, repr=False, compare=False)
+    classes: tuple[int, ...] = ()
+    per_class: tuple[ClassResult, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.items:
@@ -183,6 +238,7 @@ class AuditRecord:
             f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "samples"
         }
         out["overview"] = None if self.overview is None else self.overview.caption
+        out["per_class"] = [c.to_json() for c in self.per_class]
         out["details"] = dict(self.details)
         out["message"] = self.message
         return _json_safe(out)
@@ -372,6 +428,7 @@ def decide(
     samples: SampleViews | None = None,
     overview: Overview | None = None,
     failure_notes: Sequence[str] = (),
+    classes: ByClass | None = None,
 ) -> AuditRecord:
     """Compare per-item ``values`` with a bound, emit the record, raise if the check failed.
 
@@ -382,6 +439,9 @@ def decide(
     the metric's range, when it has one: a bound that always or never passes is then an
     error (see :func:`check_bound` for which endpoints); an unbounded metric leaves it None.
     ``failure_notes`` join ``notes`` only if it fails (``samples``, ``overview``: pictures).
+    ``classes`` (:func:`~modelaudit.checks.classes.by_class`) gives the class of each item:
+    the rule is then also applied within each class (``record.per_class``), and with its
+    ``gate`` every class must pass as well.
 
     Returns:
         the passing :class:`AuditRecord`.
@@ -389,7 +449,7 @@ def decide(
     Raises:
         AuditFailure: the check failed; ``.record`` holds the record.
         InvalidInputError: no values, no bound or two bounds, a bound outside ``bounds``, a
-            bad ``aggregate``, or ``items`` / ``reasons`` not one per value.
+            bad ``aggregate``, or ``items`` / ``reasons`` / ``classes`` not one per value.
 
     Example:
         >>> decide("assert_demo", "score", [0.9, 0.2], at_least=0.5)
@@ -421,6 +481,7 @@ def decide(
             samples=samples,
             overview=overview,
             failure_notes=failure_notes,
+            classes=classes,
         )
     )
 
@@ -444,6 +505,7 @@ def judge(
     samples: SampleViews | None = None,
     overview: Overview | None = None,
     failure_notes: Sequence[str] = (),
+    classes: ByClass | None = None,
 ) -> AuditRecord:
     """The record :func:`decide` would conclude with, neither emitted nor raised.
 
@@ -484,7 +546,40 @@ def judge(
         samples=samples,
         overview=overview,
     )
-    return record
+    if classes is None:
+        return record
+    return _with_classes(record, classes, vals, aggregate, failure_notes)
+
+
+def _with_classes(
+    record: AuditRecord,
+    by: ByClass,
+    vals: list[float],
+    aggregate: Aggregate,
+    failure_notes: Sequence[str],
+) -> AuditRecord:
+    """``record`` with its per-class results; with ``by.gate``, every class must pass too."""
+    _check_one_per_value(record.assertion, len(vals), classes=[str(c) for c in by.labels])
+    assert record.bound is not None and record.direction is not None
+    groups: dict[int, list[float]] = {}
+    for label, value in zip(by.labels, vals, strict=True):
+        groups.setdefault(label, []).append(value)
+    results = []
+    for label in sorted(groups):
+        got = _aggregate(groups[label], record.bound, record.direction, aggregate, record.unit)[0]
+        ok = _holds(got, record.bound, record.direction)
+        results.append(ClassResult(label, by.name(label), len(groups[label]), got, ok))
+    extra: dict[str, Any] = {}
+    if by.gate:
+        held = record.passed and all(r.passed for r in results)
+        extra = {
+            "passed": held,
+            "rule": f"{record.rule}, and in every class",
+            "details": {**record.details, "gated_per_class": True},
+        }
+        if record.passed and not held:  # only the classes fail
+            extra["notes"] = (*record.notes, *failure_notes)
+    return dataclasses.replace(record, classes=by.labels, per_class=tuple(results), **extra)
 
 
 def _with_chance(
@@ -579,7 +674,7 @@ def format_record(record: AuditRecord) -> str:
     if record.passed:
         tail = f": obtained {format_number(record.obtained)}" if record.obtained is not None else ""
         chance = f", chance {format_number(record.chance)}" if record.chance is not None else ""
-        return f"{head} held ({record.aggregate}){tail}{chance}"
+        return f"{head} held ({record.aggregate}){tail}{chance}{_classes_held(record)}"
     lines = [f"{head}; {_count(record)}"]
     if record.bound is not None and record.obtained is not None:
         mean = sum(record.values) / len(record.values)
@@ -588,6 +683,10 @@ def format_record(record: AuditRecord) -> str:
         also = "" if redundant else f"; mean {format_number(mean)}"
         lines.append(f"  obtained: {format_number(record.obtained)} ({_how(record)}){also}")
         lines.append(f"  expected: {op} {record.bound:g}")
+    if record.per_class:
+        gate = bool(record.details.get("gated_per_class"))
+        line = class_line(record.per_class, record.direction, gate=gate, limit=MAX_LISTED)
+        lines.append(f"  {line}")
     if record.chance is not None:
         lines.append(
             f"  chance:   {format_number(record.chance)} (what a uniform map scores; mean over samples)"
@@ -602,6 +701,15 @@ def format_record(record: AuditRecord) -> str:
     if record.hint:
         lines.append(record.hint)
     return "\n".join(lines)
+
+
+def _classes_held(record: AuditRecord) -> str:
+    """``"; every class held (3 classes, worst ...)"`` for a passing per-class gate."""
+    if not record.per_class or not record.details.get("gated_per_class"):
+        return ""
+    n, worst = len(record.per_class), worst_first(record.per_class, record.direction)[0]
+    shown = f"{worst.shown} (n={worst.count}): {format_number(worst.obtained)}"
+    return f"; every class held ({n} class{'es' if n != 1 else ''}, worst {shown})"
 
 
 def _failing_lines(record: AuditRecord) -> list[str]:

@@ -22,14 +22,26 @@ from torch import nn
 
 from modelaudit._format import format_number
 from modelaudit.checks._maps import display_samples, explainer_from, images_of, provenance
-from modelaudit.checks.record import MAX_LISTED, Aggregate, AuditRecord, Range, check_bound, decide
+from modelaudit.checks.classes import ClassesLike, classes_for
+from modelaudit.checks.record import (
+    MAX_LISTED,
+    Aggregate,
+    AuditRecord,
+    Range,
+    SampleViews,
+    check_bound,
+    decide,
+)
 from modelaudit.errors import InvalidInputError
 from modelaudit.hooks.layers import LayerSpec
 from modelaudit.measure._explainer import Explainer
-from modelaudit.measure.sanity import randomization_similarity
+from modelaudit.measure.sanity import RandomizationResult, randomization_similarity
 from modelaudit.measure.similarity import Similarity
 
 __all__ = ["assert_map_changes_when_randomized"]
+
+STRIP_STEPS = 4
+"""Randomisation steps whose maps the report shows beside each sample's original map."""
 
 SIMILARITY_RANGE: dict[str, Range] = {"spearman": (-1.0, 1.0), "ssim": (-1.0, 1.0)}
 """Each similarity's range: Spearman's rho and SSIM both lie in [-1, 1]."""
@@ -50,6 +62,8 @@ def assert_map_changes_when_randomized(
     aggregate: Aggregate = "all",
     method: str | None = None,
     layer: str | None = None,
+    classes: ClassesLike | None = None,
+    per_class: bool = False,
 ) -> AuditRecord:
     """Assert the maps change when the model's weights are randomised.
 
@@ -76,6 +90,10 @@ def assert_map_changes_when_randomized(
         aggregate: ``"all"``, ``"mean"`` or a fraction of samples that must pass.
         method: recorded; default the maps'.
         layer: recorded; default the maps'.
+        classes: ``(N,)`` the class of each sample (default: the class each map explains,
+            when the maps carry it); the record then also holds per-class results.
+        per_class: every class must pass the bound as well; the failure names the
+            classes that do not.
 
     Raises:
         AuditFailure: the bound does not hold; ``.record`` has the details.
@@ -88,11 +106,8 @@ def assert_map_changes_when_randomized(
     if explainer is None:
         explainer = explainer_from(images, "assert_map_changes_when_randomized")
     x, where = images_of(images), provenance(images, method=method, layer=layer)
-    res = randomization_similarity(
-        model, x, explainer, mode=mode, layers=layers, similarity=similarity, seed=seed
-    )
-    sim = res.similarity
-    values, step_of = _values_at_step(sim, at_step, worst_is_max=at_most is not None)
+    res = _randomized(model, x, explainer, mode, layers, similarity, seed)
+    values, step_of = _values_at_step(res.similarity, at_step, worst_is_max=at_most is not None)
     return decide(
         assertion,
         check,
@@ -102,18 +117,53 @@ def assert_map_changes_when_randomized(
         bounds=bounds,
         aggregate=aggregate,
         notes=_notes(res.steps, res.mean, step_of, mode, similarity),
-        details={
-            "mode": mode,
-            "steps": res.steps,
-            "at_step": at_step,
-            "similarity": similarity,
-            "per_step": sim.tolist(),
-            "worst_step": [res.steps[int(s)] for s in step_of],
-            "seed": seed,
-            **where,
-        },
-        samples=display_samples(res.original, x, None),
+        details={**_details(res, step_of, at_step=at_step, seed=seed), **where},
+        classes=classes_for(images, classes, per_class, assertion),
+        samples=_samples(res, x, images),
     )
+
+
+def _randomized(
+    model: nn.Module,
+    x: torch.Tensor,
+    explainer: Explainer,
+    mode: Literal["cascading", "independent"],
+    layers: LayerSpec | None,
+    similarity: Similarity,
+    seed: int,
+) -> RandomizationResult:
+    """:func:`~modelaudit.measure.randomization_similarity`, keeping :data:`STRIP_STEPS` maps."""
+    return randomization_similarity(
+        model,
+        x,
+        explainer,
+        mode=mode,
+        layers=layers,
+        similarity=similarity,
+        seed=seed,
+        keep_maps=STRIP_STEPS,
+    )
+
+
+def _samples(res: RandomizationResult, x: torch.Tensor, explained: Any) -> SampleViews | None:
+    """The original maps, with the maps at the kept randomisation steps as each one's strip."""
+    strip = [(f"{name} randomised", maps) for name, maps in res.kept]
+    return display_samples(res.original, x, None, explained=explained, strip=strip)
+
+
+def _details(
+    res: RandomizationResult, step_of: torch.Tensor, *, at_step: str, seed: int
+) -> dict[str, Any]:
+    """What the record keeps of the randomisation: steps, per-step values, worst steps."""
+    return {
+        "mode": res.mode,
+        "steps": res.steps,
+        "at_step": at_step,
+        "similarity": res.measure,
+        "per_step": res.similarity.tolist(),
+        "worst_step": [res.steps[int(s)] for s in step_of],
+        "seed": seed,
+    }
 
 
 def _checked_options(

@@ -18,12 +18,16 @@ import torch
 from torch import nn
 
 from modelaudit.checks._maps import display_samples, explainer_from, images_of, provenance
+from modelaudit.checks.classes import ClassesLike, classes_for
 from modelaudit.checks.record import Aggregate, AuditRecord, Range, check_bound, decide
 from modelaudit.errors import InvalidInputError
 from modelaudit.measure._explainer import Explainer
 from modelaudit.measure.stability import ChangeMeasure, flip_equivariance, noise_stability
 
 __all__ = ["assert_stable"]
+
+STRIP_DRAWS = 2
+"""Noise draws whose maps the report shows beside each sample's original map."""
 
 CHANGE_RANGE: dict[str, Range] = {"spearman": (0.0, 2.0), "mean_abs": (0.0, 1.0)}
 """Each change measure's range: ``1 - spearman`` lies in [0, 2], ``mean_abs`` in [0, 1]."""
@@ -44,6 +48,8 @@ def assert_stable(
     aggregate: Aggregate = "all",
     method: str | None = None,
     layer: str | None = None,
+    classes: ClassesLike | None = None,
+    per_class: bool = False,
 ) -> AuditRecord:
     """Assert the map changes little under input noise, or follows a flip of the image.
 
@@ -54,9 +60,9 @@ def assert_stable(
     correlation, in [0, 2]) or ``"mean_abs"`` (in [0, 1]); bound it with ``at_most=``, in
     [0, 2) or [0, 1) (``at_least=`` in (0, 2] or (0, 1]): a bound that always or never
     passes raises :class:`~modelaudit.errors.InvalidInputError` before any explanation.
-
     ``images`` may be maps returned by a modelaudit explainer: their images are explained
     again, with the same method, layer and targets, and ``explainer`` is not needed.
+    ``classes=`` / ``per_class=``: per-class results and gate, as in ``assert_mass_in_box``.
     """
     __tracebackhide__ = True
     check, bounds = f"map_change_{perturbation}", CHANGE_RANGE.get(measure)
@@ -65,11 +71,20 @@ def assert_stable(
         explainer = explainer_from(images, "assert_stable")
     x = images_of(images)
     details: dict[str, Any] = {"perturbation": perturbation, "measure": measure}
+    strip: list[tuple[str, torch.Tensor]] = []
     if perturbation == "noise":
         res = noise_stability(
-            model, x, explainer, sigma=sigma, repeats=repeats, seed=seed, measure=measure
+            model,
+            x,
+            explainer,
+            sigma=sigma,
+            repeats=repeats,
+            seed=seed,
+            measure=measure,
+            keep_maps=STRIP_DRAWS,
         )
         values, original = res.per_sample, res.original
+        strip = [(f"noise draw {r + 1}", m) for r, m in enumerate(res.noisy)]
         details.update(sigma=sigma, repeats=repeats, seed=seed, per_draw=res.changes.tolist())
         note = f"largest change over {repeats} noise draws of std {sigma:g} (seed {seed})"
     elif perturbation in ("hflip", "vflip"):
@@ -95,5 +110,6 @@ def assert_stable(
         aggregate=aggregate,
         notes=[f"{note}; change = {what}"],
         details={**details, **provenance(images, method=method, layer=layer)},
-        samples=display_samples(original, x, None),
+        classes=classes_for(images, classes, per_class, "assert_stable"),
+        samples=display_samples(original, x, None, explained=images, strip=strip),
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Unpack
+from typing import Any, Unpack
 
 import torch
 from torch import nn
@@ -113,12 +113,14 @@ def run_cam(
     opts = resolve_options(method, options, GradientOptions if gradients else CamOptions)
     inputs = check_model(model, check_inputs(inputs))
     scorers: list[TargetScorer] = []
+    tops: list[tuple[torch.Tensor, torch.Tensor] | None] = []
     with clear_model_errors(model, inputs), explaining(model):
         layers = select_layers(model, inputs, layer)
         check_layers(layers)
 
         def use(part: slice, cap: LayerCapture) -> list[torch.Tensor]:
             scorers.append(cap.scorer)
+            tops.append(top_class(cap.output, part.stop - part.start))
             return formula(CamContext(model, inputs[part], layers, cap, opts["reshape"]))
 
         raws = run_in_passes(
@@ -139,7 +141,72 @@ def run_cam(
         upsample=opts["upsample"],
     ).to(inputs.device)
     grid = max((tuple(r.shape[-2:]) for r in raws), key=lambda s: s[0] * s[1])
-    return explanation(maps, method, list(layers), scorers, inputs, grid=grid)
+    maps = explanation(maps, method, list(layers), scorers, inputs, grid=grid)
+    return with_predictions(maps, model, tops)
+
+
+def top_class(output: Any, n: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(top class, its softmax probability) per row of an (n, classes) output, on the CPU;
+    None for any other output.
+
+    Example:
+        >>> import torch
+        >>> top_class(torch.tensor([[0.0, 0.0], [0.0, 10.0]]), 2)
+        (tensor([0, 1]), tensor([0.5000, 1.0000]))
+    """
+    if not isinstance(output, torch.Tensor) or output.dim() != 2 or output.shape[0] != n:
+        return None
+    with torch.no_grad():
+        prob, cls = output.detach().float().softmax(dim=1).max(dim=1)
+    return cls.cpu(), prob.cpu()
+
+
+def class_names_of(model: nn.Module) -> tuple[str, ...] | None:
+    """The model's class names: its ``class_names`` attribute, or a Hugging Face
+    ``config.id2label`` (as a tuple indexed by class); None when it has neither.
+
+    Example:
+        >>> import torch.nn as nn
+        >>> net = nn.Linear(2, 2)
+        >>> net.class_names = ["cat", "dog"]
+        >>> class_names_of(net), class_names_of(nn.Linear(2, 2))
+        (('cat', 'dog'), None)
+    """
+    names = getattr(model, "class_names", None)
+    if names is None:
+        labels = getattr(getattr(model, "config", None), "id2label", None)
+        if isinstance(labels, dict) and labels:
+            try:
+                names = [labels[k] for k in sorted(labels, key=int)]
+            except (TypeError, ValueError):
+                names = None
+    if isinstance(names, list | tuple) and all(isinstance(x, str) for x in names):
+        return tuple(names)
+    return None
+
+
+def with_predictions(
+    maps: Explanation,
+    model: nn.Module,
+    tops: Sequence[tuple[torch.Tensor, torch.Tensor] | None],
+) -> Explanation:
+    """``maps`` with the passes' top classes and probabilities and the model's class names.
+
+    Example:
+        >>> import torch, torch.nn as nn
+        >>> maps = Explanation(torch.zeros(2, 1, 1), method="m", layer=None, targets=None,
+        ...                    inputs=torch.zeros(2, 1, 1, 1))
+        >>> top = (torch.tensor([1, 0]), torch.tensor([0.9, 0.6]))
+        >>> with_predictions(maps, nn.Identity(), [top]).predicted
+        tensor([1, 0])
+    """
+    predicted = confidence = None
+    if tops and all(t is not None for t in tops):
+        predicted = torch.cat([t[0] for t in tops if t is not None])
+        confidence = torch.cat([t[1] for t in tops if t is not None])
+    provenance = maps._provenance()
+    provenance.update(predicted=predicted, confidence=confidence, class_names=class_names_of(model))
+    return Explanation(maps.as_subclass(torch.Tensor), **provenance)
 
 
 def explanation(

@@ -51,6 +51,11 @@ class Explanation(torch.Tensor):
         grid: ``(h, w)`` of the explained layer's feature map before upsampling (the
             finest grid for several layers; the input size for methods without a layer):
             what an ideal map can resolve (:func:`modelaudit.localization_ceiling`).
+        predicted: (N,) the model's top class on each image (from the explaining pass), on
+            the CPU; None when the output is not (N, classes) or the method has no pass.
+        confidence: (N,) the softmax probability of ``predicted``; None likewise.
+        class_names: the model's class names (its ``class_names`` attribute, or a
+            Hugging Face ``config.id2label``), indexed by class; None when it has none.
         options: the keyword options of the call, as given (defaults not filled in), e.g.
             ``{"reshape": vit_reshape, "pass_size": 2}``: ``explain(maps.method, model,
             x, maps.targets, maps.layer, **maps.options)`` explains again the same way.
@@ -75,6 +80,9 @@ class Explanation(torch.Tensor):
     _inputs: torch.Tensor
     _options: dict[str, Any]
     _grid: tuple[int, int] | None
+    _predicted: torch.Tensor | None
+    _confidence: torch.Tensor | None
+    _class_names: tuple[str, ...] | None
 
     def __new__(
         cls,
@@ -86,6 +94,9 @@ class Explanation(torch.Tensor):
         inputs: torch.Tensor,
         options: Mapping[str, Any] | None = None,
         grid: tuple[int, int] | None = None,
+        predicted: torch.Tensor | None = None,
+        confidence: torch.Tensor | None = None,
+        class_names: tuple[str, ...] | None = None,
     ) -> Explanation:
         self = torch.Tensor._make_subclass(cls, maps.detach(), False)  # shares the storage
         self._method = method
@@ -94,6 +105,9 @@ class Explanation(torch.Tensor):
         self._inputs = inputs.detach()
         self._options = dict(options or {})
         self._grid = None if grid is None else (int(grid[0]), int(grid[1]))
+        self._predicted = predicted
+        self._confidence = confidence
+        self._class_names = None if class_names is None else tuple(class_names)
         return self
 
     @property
@@ -122,6 +136,21 @@ class Explanation(torch.Tensor):
         return self._grid
 
     @property
+    def predicted(self) -> torch.Tensor | None:
+        """(N,) the model's top class per image, on the CPU (None if unknown)."""
+        return self._predicted
+
+    @property
+    def confidence(self) -> torch.Tensor | None:
+        """(N,) the softmax probability of :attr:`predicted` (None if unknown)."""
+        return self._confidence
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The model's class names, indexed by class (None if it has none)."""
+        return self._class_names
+
+    @property
     def options(self) -> Mapping[str, Any]:
         """The keyword options of the call, as given (read-only)."""
         return MappingProxyType(self._options)
@@ -138,6 +167,9 @@ class Explanation(torch.Tensor):
             "inputs": self._inputs,
             "options": self._options,
             "grid": self._grid,
+            "predicted": self._predicted,
+            "confidence": self._confidence,
+            "class_names": self._class_names,
         }
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Explanation:

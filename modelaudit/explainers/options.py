@@ -86,7 +86,8 @@ ARG_DOCS: dict[str, str] = {
     (:mod:`modelaudit.explainers.layer_choice`: e.g. ``layer4`` of a ResNet).""",
     "reshape": """reshape: ``activation -> (N, C, h, w)`` for token layers
     (:func:`~modelaudit.explainers.vit_reshape`, :func:`~modelaudit.explainers.swin_reshape`);
-    applied to activations and gradients.""",
+    applied to activations and gradients. ``None``: channels-last maps and ViT tokens are
+    reshaped automatically (:func:`~modelaudit.explainers.reshape.infer_layout`).""",
     "relu": "relu: clamp the map at zero; ``False`` keeps signed values.",
     "normalize": """normalize: scale each map to [0, 1] by ``(x - min) / (max - min + eps)``,
     ``eps`` relative to the map's scale (:mod:`~modelaudit.explainers.postprocess`);

@@ -45,11 +45,13 @@ from modelaudit.errors import InvalidInputError
 from modelaudit.explainers.batching import Batches
 from modelaudit.hooks.state import preserved_state
 from modelaudit.measure._validate import check_images, check_maps, check_same_size
+from modelaudit.outputs import FromOutput, select_output
 from modelaudit.targets import Target, TargetScorer, score_targets
 
 __all__ = [
     "Fill",
     "average_drop",
+    "curve_auc",
     "deletion_auc",
     "increase_in_confidence",
     "insertion_auc",
@@ -102,7 +104,10 @@ def _first_scores(
     """Fix the targets on ``images``: the scorer and the images' (N,) scores."""
     out = model(images)
     scorer, scores = score_targets(
-        out if callable(target) else out.float(), target, images.shape[0], softmax=True
+        out if callable(target) or isinstance(target, FromOutput) else select_output(out).float(),
+        target,
+        images.shape[0],
+        softmax=True,
     )
     if not scorer.single:
         if scorer.is_callable:
@@ -118,7 +123,9 @@ def _first_scores(
 
 def _scores(scorer: TargetScorer, out: Any, samples: torch.Tensor | None = None) -> torch.Tensor:
     """(B,) scores of a later output: softmax probability (float32) or a callable's score."""
-    return scorer.rows(out if scorer.is_callable else out.float(), samples)[:, 0].float()
+    return scorer.rows(out if scorer.is_callable else scorer.select(out).float(), samples)[
+        :, 0
+    ].float()
 
 
 def _inputs(images: torch.Tensor, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -239,7 +246,14 @@ def _runs(chunk: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
     return runs
 
 
-def _auc(curve: torch.Tensor) -> torch.Tensor:
+def curve_auc(curve: torch.Tensor) -> torch.Tensor:
+    """Area under ``(N, steps + 1)`` curves over [0, 1] by the trapezoidal rule, ``(N,)``.
+
+    Example:
+        >>> import torch
+        >>> curve_auc(torch.tensor([[1.0, 0.5, 0.0], [1.0, 1.0, 1.0]]))
+        tensor([0.5000, 1.0000])
+    """
     steps = curve.shape[1] - 1
     return (curve[:, :-1] + curve[:, 1:]).sum(dim=1) / (2 * steps)
 
@@ -265,7 +279,7 @@ def deletion_auc(
         >>> deletion_auc(net, torch.rand(2, 1, 2, 2), torch.rand(2, 2, 2)).shape
         torch.Size([2])
     """
-    return _auc(
+    return curve_auc(
         perturbation_curve(
             model,
             images,
@@ -300,7 +314,7 @@ def insertion_auc(
         >>> insertion_auc(net, torch.rand(2, 1, 2, 2), torch.rand(2, 2, 2)).shape
         torch.Size([2])
     """
-    return _auc(
+    return curve_auc(
         perturbation_curve(
             model,
             images,

@@ -52,6 +52,8 @@ class RandomizationResult:
         similarity: ``(S, N)`` similarity of step s's map of sample n to its original map.
         original: ``(N, H, W)`` maps of the unmodified model.
         measure: ``"spearman"`` or ``"ssim"``.
+        kept: ``(step name, (N, H, W) maps)`` at up to ``keep_maps`` steps spread evenly
+            over the plan, the last one included (empty unless asked for), for pictures.
     """
 
     mode: str
@@ -59,6 +61,7 @@ class RandomizationResult:
     similarity: torch.Tensor
     original: torch.Tensor
     measure: str
+    kept: tuple[tuple[str, torch.Tensor], ...] = ()
 
     @property
     def mean(self) -> torch.Tensor:
@@ -111,6 +114,7 @@ def randomization_similarity(
     layers: LayerSpec | None = None,
     similarity: Similarity = "spearman",
     seed: int = 0,
+    keep_maps: int = 0,
 ) -> RandomizationResult:
     """Explain ``images`` after each randomisation step; compare with the original maps.
 
@@ -127,6 +131,7 @@ def randomization_similarity(
             step). Default: every module owning parameters.
         similarity: ``"spearman"`` (rank correlation, ties averaged) or ``"ssim"``.
         seed: seed of the random weights.
+        keep_maps: keep the maps of this many steps (:attr:`RandomizationResult.kept`).
 
     Returns:
         a :class:`RandomizationResult`; low similarity means the map depends on the weights.
@@ -149,8 +154,9 @@ def randomization_similarity(
     plan = list(reversed(_layer_params(work, layers)))  # top layer first
     original = run_explainer(explainer, work, images)
     gen = torch.Generator().manual_seed(int(seed))
-    rows = []
-    for name, params in plan:
+    rows, kept = [], []
+    keep = _spread(len(plan), keep_maps)
+    for step, (name, params) in enumerate(plan):
         saved = [p.detach().clone() for p in params]
         with torch.no_grad():
             for p in params:
@@ -162,6 +168,8 @@ def randomization_similarity(
                 f"but the original maps have {tuple(original.shape)}"
             )
         rows.append(map_similarity(original, maps, similarity))
+        if step in keep:
+            kept.append((name, maps.detach()))
         if mode == "independent":
             with torch.no_grad():
                 for p, s in zip(params, saved, strict=True):
@@ -172,4 +180,19 @@ def randomization_similarity(
         similarity=torch.stack(rows),
         original=original,
         measure=similarity,
+        kept=tuple(kept),
     )
+
+
+def _spread(steps: int, count: int) -> set[int]:
+    """Up to ``count`` step indices spread evenly over ``steps``, the last one included.
+
+    Example:
+        >>> sorted(_spread(10, 3)), sorted(_spread(2, 5)), _spread(4, 0)
+        ([2, 6, 9], [0, 1], set())
+    """
+    if count <= 0 or steps <= 0:
+        return set()
+    if count >= steps:
+        return set(range(steps))
+    return {round((k + 1) * steps / count) - 1 for k in range(count)}

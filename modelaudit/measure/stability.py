@@ -73,11 +73,14 @@ class StabilityResult:
         changes: ``(R, N)`` change of sample n's map under noise draw r.
         original: ``(N, H, W)`` maps of the clean images.
         measure: ``"spearman"`` or ``"mean_abs"``.
+        noisy: ``(R', N, H, W)`` the maps of the first ``keep_maps`` noise draws (empty
+            unless asked for), for pictures.
     """
 
     changes: torch.Tensor
     original: torch.Tensor
     measure: str
+    noisy: tuple[torch.Tensor, ...] = ()
 
     @property
     def per_sample(self) -> torch.Tensor:
@@ -104,12 +107,14 @@ def noise_stability(
     repeats: int = 4,
     seed: int = 0,
     measure: ChangeMeasure = "spearman",
+    keep_maps: int = 0,
 ) -> StabilityResult:
     """Change of each map when Gaussian noise of std ``sigma`` is added to the image.
 
     ``sigma`` is in the images' own units (0.02 is 2% of a [0, 1] range); noisy images are
     not clipped. Noise comes from a ``torch.Generator`` seeded with ``seed`` (the global RNG
-    is untouched), one explainer call per draw.
+    is untouched), one explainer call per draw. The maps of the first ``keep_maps`` draws
+    are kept in ``noisy`` (for the report's pictures).
 
     Example:
         >>> import torch
@@ -125,12 +130,16 @@ def noise_stability(
     images = check_images(images)
     original = run_explainer(explainer, model, images)
     gen = torch.Generator().manual_seed(int(seed))
-    rows = []
+    rows, kept = [], []
     for r in range(repeats):
         noise = torch.randn(images.shape, generator=gen).to(images)
         noisy = run_explainer(explainer, model, images + sigma * noise, when=f"for noise draw {r}")
         rows.append(map_change(original, noisy, measure=measure))
-    return StabilityResult(changes=torch.stack(rows), original=original, measure=measure)
+        if r < keep_maps:
+            kept.append(noisy.detach())
+    return StabilityResult(
+        changes=torch.stack(rows), original=original, measure=measure, noisy=tuple(kept)
+    )
 
 
 def flip_equivariance(

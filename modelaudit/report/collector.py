@@ -21,9 +21,9 @@ Example:
     >>> collector.finish_test("t.py::test_a").outcome
     'failed'
     >>> print("\\n".join(collector.summary_lines()))
-    metric  value  baseline  delta  pass/fail
+    gate   value is  value  bound or baseline  chance  verdict
     t.py::test_a
-      iou     0.2    >= 0.5   -0.3  FAIL
+      iou  value       0.2  >= 0.5             -       FAIL
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ __all__ = [
     "folder_name",
     "keep_records",
     "next_outcome",
+    "shown_path",
 ]
 
 MAX_RECORDS_PER_TEST = 10
@@ -90,6 +91,24 @@ def next_outcome(previous: str, when: str, outcome: str, *, xfail: bool = False)
     if outcome == "failed":
         return "failed" if when == "call" else ("error" if previous == "passed" else previous)
     return previous
+
+
+def shown_path(path: Path, base: Path | None = None) -> str:
+    """``path`` relative to ``base`` (default: the current directory) when it lies below
+    it, else absolute: what terminal lines and links print.
+
+    Example:
+        >>> shown_path(Path("/a/b/report.html"), Path("/a")), shown_path(Path("/x/y"), Path("/a"))
+        ('b/report.html', '/x/y')
+    """
+    import os
+
+    here = (base or Path.cwd()).resolve()
+    full = Path(os.path.abspath(path))
+    try:
+        return full.relative_to(here).as_posix()
+    except ValueError:
+        return str(full)
 
 
 def keep_records(records: Sequence[AuditRecord], limit: int) -> list[AuditRecord]:
@@ -134,7 +153,8 @@ class AuditCollector:
         report_dir: where ``report.html``, ``records.json`` and per-test folders (overlay
             PNGs of failing samples, attached images) go; None: no files, and no pictures
             are drawn (the entries still feed the terminal summary and baseline updates).
-        max_samples: samples drawn per record.
+        max_samples: samples drawn per failing record, worst first (a passing one: at
+            most :data:`~modelaudit.report.options.PASSING_EXAMPLES`).
         max_records: records kept per test (:func:`keep_records`).
         tensorboard_dir: where :meth:`close` also writes TensorBoard event files
             (:func:`~modelaudit.report.tensorboard.write_tensorboard`); None: not.
@@ -142,14 +162,16 @@ class AuditCollector:
     Attributes:
         entries: the finished tests.
         notes: terminal lines about what was written.
-        errors: problems met while writing (the run should fail).
+        errors: problems that fail the run (the baseline could not be updated).
+        warnings: files that could not be written (the report, overlays, TensorBoard):
+            reported, never a change of verdict.
     """
 
     def __init__(
         self,
         report_dir: Path | None = None,
         *,
-        max_samples: int = 64,
+        max_samples: int = 8,
         max_records: int = MAX_RECORDS_PER_TEST,
         tensorboard_dir: Path | None = None,
     ) -> None:
@@ -160,6 +182,7 @@ class AuditCollector:
         self.entries: list[TestEntry] = []
         self.notes: list[str] = []
         self.errors: list[str] = []
+        self.warnings: list[str] = []
         self._running: dict[str, _Running] = {}
         self._merged = False
 
@@ -230,9 +253,8 @@ class AuditCollector:
         from modelaudit.report.entries import TestEntry, record_view
 
         kept = keep_records(records, self.max_records)
-        samples = self.max_samples if self.report_dir is not None else 0
         drawn = self.report_dir is not None
-        views = [record_view(r, max_samples=samples, overview=drawn) for r in kept]
+        views = [record_view(r, max_samples=self._samples_of(r), overview=drawn) for r in kept]
         self._save_overlays(nodeid, views)
         entry = TestEntry(
             nodeid=nodeid,
@@ -248,14 +270,36 @@ class AuditCollector:
         self.entries.append(entry)
         return entry
 
+    def _samples_of(self, record: AuditRecord) -> int:
+        """Samples drawn for ``record``: :attr:`max_samples` when it failed, at most
+        :data:`~modelaudit.report.options.PASSING_EXAMPLES` when it passed, 0 without a
+        report."""
+        from modelaudit.report.options import PASSING_EXAMPLES
+
+        if self.report_dir is None:
+            return 0
+        return self.max_samples if not record.passed else min(PASSING_EXAMPLES, self.max_samples)
+
     def _save_overlays(self, nodeid: str, views: Sequence[RecordView]) -> None:
         """Write failed checks' failing samples (already drawn) as ``<check>-<index>.png``
-        and their overview as ``<check>-overview.png``."""
-        from modelaudit._atomic import atomic_write_bytes
-
+        and their overview as ``<check>-overview.png``; a write error becomes a warning."""
         folder = self.test_dir(nodeid)
         if folder is None:
             return
+        try:
+            self._write_overlays(folder, views)
+        except OSError as exc:  # a report problem never changes a test's verdict
+            for view in views:
+                view.files, view.overview_file = [], None
+            self._warn(f"overlay PNGs of {nodeid} not written to {folder}: {exc}")
+
+    def _warn(self, text: str) -> None:
+        if text not in self.warnings:
+            self.warnings.append(text)
+
+    def _write_overlays(self, folder: Path, views: Sequence[RecordView]) -> None:
+        from modelaudit._atomic import atomic_write_bytes
+
         used: set[str] = set()
         for view in views:
             if view.record.get("passed"):
@@ -269,14 +313,15 @@ class AuditCollector:
                 n += 1
                 stem = f"{base}_{n}"
             used.add(stem)
+            root = self.report_dir or folder
             for row in rows:
                 path = folder / f"{stem}-{row.index}.png"
                 atomic_write_bytes(path, base64.b64decode(row.overlay_png or ""))
-                view.files.append(str(path))
+                view.files.append(path.relative_to(root).as_posix())
             if view.overview_png:
                 path = folder / f"{stem}-overview.png"
                 atomic_write_bytes(path, base64.b64decode(view.overview_png))
-                view.overview_file = str(path)
+                view.overview_file = path.relative_to(root).as_posix()
 
     # -- xdist ------------------------------------------------------------------------------
 
@@ -327,23 +372,49 @@ class AuditCollector:
         return note
 
     def write(self, *, notes: Sequence[str] = ()) -> list[Path]:
-        """Write ``report.html`` and ``records.json`` (nothing without a report or entries)."""
+        """Write ``report.html`` and ``records.json`` (nothing without a report or entries).
+
+        Raises:
+            ModelAuditError: naming the report folder and the cause, when a file cannot
+                be written (nothing half-written is left: writes are atomic).
+        """
         if self.report_dir is None or not self.entries:
             return []
+        from modelaudit.errors import ModelAuditError
         from modelaudit.report.export import write_json
         from modelaudit.report.html import write_html
 
         if self._merged:
             self.entries.sort(key=lambda e: e.nodeid)
-        html = write_html(self.entries, self.report_dir / REPORT_HTML, notes=notes).resolve()
-        data = write_json(self.entries, self.report_dir / REPORT_JSON).resolve()
-        self.notes += [f"modelaudit report: {html}", f"modelaudit records: {data}"]
+        try:
+            html = write_html(self.entries, self.report_dir / REPORT_HTML, notes=notes)
+            data = write_json(self.entries, self.report_dir / REPORT_JSON)
+        except OSError as exc:
+            raise ModelAuditError(
+                f"the report could not be written to {self.report_dir} ({exc.strerror or exc}); "
+                "pass a writable --audit-report-dir=DIR, or --audit-report-dir=none"
+            ) from None
+        self.notes += [
+            f"modelaudit report: {shown_path(html)}",
+            f"modelaudit records: {shown_path(data)}",
+        ]
         drawn = sum(len(v.files) for e in self.entries for v in e.records)
         if drawn:
-            where = (self.report_dir / "tests").resolve()
+            where = shown_path(self.report_dir / "tests")
             samples = "sample" if drawn == 1 else "samples"
             self.notes.append(f"modelaudit overlays written to {where} ({drawn} failing {samples})")
         return [html, data]
+
+    def link(self, nodeid: str, base: Path) -> str | None:
+        """Where a failing test's section of the report will be, relative to ``base``
+        (``audit-report/report.html#t-...``); None without a report or when the test
+        neither asked for modelaudit nor emitted records."""
+        from modelaudit.report.entries import section_id
+
+        run = self._running.get(nodeid)
+        if self.report_dir is None or run is None or not (run.audited or run.records):
+            return None
+        return f"{shown_path(self.report_dir / REPORT_HTML, base)}#{section_id(nodeid)}"
 
     def write_tensorboard(self) -> Path | None:
         """Write the entries to :attr:`tensorboard_dir` (nothing without one or entries).
@@ -365,28 +436,30 @@ class AuditCollector:
                 f"--audit-tensorboard={where}: no TensorBoard event files written: {exc}"
             ) from None
         self.notes.append(
-            f"modelaudit tensorboard: {where.resolve()} ({scalars} scalars, {images} images)"
+            f"modelaudit tensorboard: {shown_path(where)} ({scalars} scalars, {images} images)"
         )
         return where
 
     def close(self, *, baseline: Path | None = None, notes: Sequence[str] = ()) -> bool:
         """Update ``baseline`` (when given), then write the report and the TensorBoard
-        event files; False if any of them failed.
+        event files; False if the baseline could not be updated.
 
-        Errors are kept in :attr:`errors` instead of raised, so a test run ends normally;
-        one step failing does not stop the next.
+        Nothing is raised, so a test run ends normally, and one step failing does not stop
+        the next. A baseline problem goes to :attr:`errors` (the run fails: the release
+        gate was not stored); a report or TensorBoard problem to :attr:`warnings` (the
+        tests' verdicts never depend on whether their pictures could be written).
         """
-        steps: list[Callable[[], object]] = [
-            lambda: self.write(notes=notes),
-            self.write_tensorboard,
+        steps: list[tuple[Callable[[], object], list[str]]] = [
+            (lambda: self.write(notes=notes), self.warnings),
+            (self.write_tensorboard, self.warnings),
         ]
         if baseline is not None:
-            steps.insert(0, lambda: self.update_baseline(baseline))
-        for step in steps:
+            steps.insert(0, (lambda: self.update_baseline(baseline), self.errors))
+        for step, problems in steps:
             try:
                 step()
             except Exception as exc:
-                self.errors.append(f"{type(exc).__name__}: {exc}")
+                problems.append(f"{type(exc).__name__}: {exc}")
         return not self.errors
 
     def summary_lines(self) -> list[str]:

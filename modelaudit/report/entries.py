@@ -31,7 +31,7 @@ from modelaudit.report.overlay import image_to_rgb, overlay, overview_picture, p
 from modelaudit.report.picking import sample_order
 
 if TYPE_CHECKING:
-    from modelaudit.checks.record import AuditRecord
+    from modelaudit.checks.record import AuditRecord, Curves, SampleViews
 
 __all__ = [
     "OUTCOME_ORDER",
@@ -42,6 +42,7 @@ __all__ = [
     "encode_png",
     "mirrors_metrics",
     "record_view",
+    "section_id",
     "sort_entries",
 ]
 
@@ -62,13 +63,34 @@ def encode_png(array: Any) -> str:
 
 @dataclasses.dataclass
 class SampleRow:
-    """One sample of a record: images as base64 PNGs, its metric value and verdict."""
+    """One sample of a record: images as base64 PNGs, its metric value, verdict and classes.
+
+    Attributes:
+        index: the sample's position in the checked batch.
+        value: the check's value for the sample (None when the record has no per-sample
+            values).
+        passed: the sample's verdict (None likewise).
+        input_png: the input image; overlay_png: the heat map over it, with the outlines.
+        label: the class the map explains (the true class when the target was the labels);
+            predicted: the model's top class; confidence: its probability; each None when
+            unknown.
+        label_name, predicted_name: their names, when the model has class names.
+        strip: ``[caption, png]`` pairs drawn after the overlay (randomised, noisy maps).
+        title: the tile's heading when it is not "sample <index>".
+    """
 
     index: int
     value: float | None = None
     passed: bool | None = None
     input_png: str | None = None
     overlay_png: str | None = None
+    label: int | None = None
+    predicted: int | None = None
+    confidence: float | None = None
+    label_name: str | None = None
+    predicted_name: str | None = None
+    strip: list[list[str]] = dataclasses.field(default_factory=list)
+    title: str | None = None
 
 
 @dataclasses.dataclass
@@ -80,11 +102,19 @@ class RecordView:
         samples: the drawn samples, failing ones first (worst first), then the rest.
         hidden: how many samples were not drawn because of the cap.
         error: why the samples could not be drawn, if they could not.
-        files: overlay PNGs of failing samples written next to the report, if any.
-        overview_png: a failed record's dataset-level picture (mean heat map, mean object,
-            off-object mass; :func:`~modelaudit.report.overlay.overview_picture`), base64.
+        files: overlay PNGs of failing samples written next to the report, relative to
+            the report's folder.
+        overview_png: a heat-map check's dataset-level picture (mean heat map, mean
+            object, off-object mass; :func:`~modelaudit.report.overlay.overview_picture`),
+            base64.
         overview_caption: where the off-object mass lies, in words.
-        overview_file: the overview PNG written next to the report, if any.
+        overview_file: the overview PNG written next to the report (relative), if any.
+        region: what the outlines show: ``"object"`` or ``"forbidden region"``.
+        outline: how the region is drawn: ``"box"``, ``"mask"`` or None (no outline).
+        peaks: the overlays mark each map's hottest pixel.
+        curves: a record-level plot (:class:`~modelaudit.checks.record.Curves` as plain
+            lists: ``x``, ``lines`` of ``[label, ys, area]``, ``reference``, labels), or None.
+        captions: what a tile's two pictures are (``["input", "heat map"]``).
     """
 
     record: dict[str, Any]
@@ -95,6 +125,11 @@ class RecordView:
     overview_png: str | None = None
     overview_caption: str | None = None
     overview_file: str | None = None
+    region: str = "object"
+    outline: str | None = None
+    peaks: bool = False
+    curves: dict[str, Any] | None = None
+    captions: list[str] = dataclasses.field(default_factory=lambda: ["input", "heat map"])
 
 
 @dataclasses.dataclass
@@ -165,6 +200,11 @@ class TestEntry:
                     overview_png=r.get("overview_png"),
                     overview_caption=r.get("overview_caption"),
                     overview_file=r.get("overview_file"),
+                    region=str(r.get("region", "object")),
+                    outline=r.get("outline"),
+                    peaks=bool(r.get("peaks", False)),
+                    curves=r.get("curves"),
+                    captions=[str(c) for c in r.get("captions", ["input", "heat map"])],
                 )
                 for r in data.get("records", [])
             ],
@@ -172,6 +212,18 @@ class TestEntry:
             omitted_records=int(data.get("omitted_records", 0)),
             audited=bool(data.get("audited", True)),
         )
+
+
+def section_id(nodeid: str) -> str:
+    """The HTML id of a test's section in ``report.html`` (safe in a URL fragment).
+
+    Example:
+        >>> section_id("tests/test_a.py::test_x[<b>]")
+        't-41170eedb8'
+    """
+    import hashlib
+
+    return "t-" + hashlib.sha1(nodeid.encode("utf-8")).hexdigest()[:10]
 
 
 def sort_entries(entries: Iterable[TestEntry]) -> list[TestEntry]:
@@ -219,7 +271,7 @@ def _finite(value: float) -> float | None:
 def record_view(
     record: AuditRecord,
     *,
-    max_samples: int = 64,
+    max_samples: int = 8,
     alpha: float = 0.5,
     colormap: str = "inferno",
     overview: bool = True,
@@ -232,45 +284,117 @@ def record_view(
     (:func:`~modelaudit.report.picking.sample_order`); drawing problems are reported in
     ``error`` instead of raised, so a report is always written. A record without
     ``samples`` (hook, shape and baseline checks) gives a view without rows: the report
-    lists its items from ``view.record``. A failed record's ``overview`` is drawn too
-    (``overview=False``: not).
+    lists its items from ``view.record``. The record's ``overview`` is drawn too
+    (``overview=False``: not), and its curves kept as plain lists.
     """
     view = RecordView(record=record.to_json())
-    if overview and not record.passed:
+    if overview:
         _draw_overview(view, record, alpha=alpha, colormap=colormap)
     samples = record.samples
-    if samples is None or samples.maps is None:
+    if samples is None:
+        return view
+    view.region, view.peaks = samples.region, samples.peaks
+    view.outline = (
+        "box" if samples.boxes is not None else "mask" if samples.masks is not None else None
+    )
+    view.curves = None if samples.curves is None else _curves_json(samples.curves)
+    view.captions = [str(c) for c in samples.captions]
+    if samples.maps is None:
         return view
     try:
         count = len(samples.maps)
-        per_sample = len(record.values) == count
-        failing = {int(i) for i in record.failing}
-        chosen = sample_order(record, count, max(0, int(max_samples)))
-        view.hidden = count - len(chosen)
-        for i in chosen:
-            image = None if samples.images is None else samples.images[i]
-            view.samples.append(
-                SampleRow(
-                    index=i,
-                    value=_finite(float(record.values[i])) if per_sample else None,
-                    passed=(i not in failing) if per_sample else None,
-                    input_png=None if image is None else encode_png(image_to_rgb(image)),
-                    overlay_png=encode_png(
-                        overlay(
-                            image,
-                            samples.maps[i],
-                            box=None if samples.boxes is None else samples.boxes[i],
-                            mask=None if samples.masks is None else samples.masks[i],
-                            alpha=alpha,
-                            colormap=colormap,
-                        )
-                    ),
-                )
-            )
+        items = list(samples.rows) if samples.rows is not None else list(range(count))
+        total = len(record.values) if samples.rows is not None else count
+        row_of = {item: row for row, item in enumerate(items)}
+        order = [i for i in sample_order(record, max(total, count)) if i in row_of]
+        chosen = order[: max(0, int(max_samples))]
+        view.hidden = max(total, count) - len(chosen)
+        view.samples = [_row(record, samples, row_of[i], i, alpha, colormap) for i in chosen]
     except (ValueError, TypeError, IndexError) as exc:
         view.samples, view.hidden = [], 0
         view.error = f"could not draw the samples: {exc}"
     return view
+
+
+def _row(
+    record: AuditRecord, views: SampleViews, i: int, item: int, alpha: float, colormap: str
+) -> SampleRow:
+    """Row ``i`` of ``views`` (the record's item ``item``) drawn: input, overlay (outline,
+    peak), strip, classes."""
+    shown = len(views.maps if views.maps is not None else ())
+    per_sample = len(record.values) == shown or (
+        views.rows is not None and item < len(record.values)
+    )
+    image = None if views.images is None else views.images[i]
+
+    def drawn(heat: Any) -> str:
+        return encode_png(
+            overlay(
+                image,
+                heat,
+                box=None if views.boxes is None else views.boxes[i],
+                mask=None if views.masks is None else views.masks[i],
+                alpha=alpha,
+                colormap=colormap,
+                region=views.region,
+                peak=views.peaks,
+            )
+        )
+
+    if views.maps is None:  # record_view draws only views with maps
+        raise ValueError("no maps to draw")
+    label, predicted = _item(views.labels, i), _item(views.predicted, i)
+    confidence = _item(views.confidence, i, float)
+    return SampleRow(
+        index=item,
+        value=_finite(float(record.values[item])) if per_sample else None,
+        passed=(item not in set(record.failing)) if per_sample else None,
+        input_png=None if image is None else encode_png(image_to_rgb(image)),
+        overlay_png=drawn(views.maps[i]),
+        label=label,
+        predicted=predicted,
+        confidence=confidence,
+        label_name=_name(views.class_names, label),
+        predicted_name=_name(views.class_names, predicted),
+        strip=[[caption, drawn(maps[i])] for caption, maps in views.strip],
+        title=None if views.titles is None or i >= len(views.titles) else views.titles[i],
+    )
+
+
+def _item(values: Any, i: int, kind: type = int) -> Any:
+    """``kind(values[i])`` or None (no values, or fewer than ``i + 1``)."""
+    if values is None or i >= len(values):
+        return None
+    value = kind(values[i])
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _name(names: Sequence[str] | None, cls: int | None) -> str | None:
+    return None if names is None or cls is None or not 0 <= cls < len(names) else str(names[cls])
+
+
+def _curves_json(curves: Curves) -> dict[str, Any]:
+    """A :class:`~modelaudit.checks.record.Curves` as plain lists (JSON, the HTML plot).
+
+    Example:
+        >>> import torch
+        >>> from modelaudit.checks.record import Curves
+        >>> plot = Curves(torch.tensor([0.0, 1.0]), (("map", torch.tensor([1.0, 0.0]), 0.5),))
+        >>> _curves_json(plot)["lines"]
+        [['map', [1.0, 0.0], 0.5]]
+    """
+
+    def line(entry: tuple[str, Any, float]) -> list[Any]:
+        label, ys, area = entry
+        return [str(label), [float(y) for y in ys], float(area)]
+
+    return {
+        "x": [float(v) for v in curves.x],
+        "lines": [line(e) for e in curves.lines],
+        "reference": None if curves.reference is None else line(curves.reference),
+        "x_label": curves.x_label,
+        "y_label": curves.y_label,
+    }
 
 
 def _draw_overview(view: RecordView, record: AuditRecord, *, alpha: float, colormap: str) -> None:

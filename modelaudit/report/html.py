@@ -1,13 +1,21 @@
-"""The HTML report: one self-contained file per run, failing tests first.
+"""The HTML report: one self-contained file per run, built for a 30-second triage.
 
-Per test: the outcome, the failure text, the metrics against the baseline, and one block
-per audit record, the same for every check (heat-map, hook, shape, baseline gate): a title
-line (check, verdict, obtained, bound, chance, failing items), the record's message, then
-its items: a grid of sample cards when the record carries pictures (input | heat-map
-overlay with the ground-truth box, value, pass/fail; failing samples first, worst first,
-outlined in red), otherwise a table of items (label | value or reason | pass/fail, failing
-first). Images are inline ``data:`` PNGs, so the file can be attached to a CI run or mailed
-as is. No JavaScript.
+Top: a summary table with one row per gate of every test (the gates of
+:mod:`modelaudit.report.gates`: what the value is, the value, the bound or baseline, the
+chance level, the verdict; failing tests first) and a "Failed only" switch, on when
+anything failed, that hides every passing row and section (pure CSS, no script). Then one
+collapsible section per test (open when it failed): the failure text, the metrics against
+the baseline, and one collapsible block per audit record (open when it failed) with its
+title line (verdict, what the value is, bound, chance, failing items as counts and
+ranges), a legend of exactly what its pictures draw, the dataset-level picture, the
+deletion / insertion plot, and sample tiles: worst first, at most ``max_samples`` for a
+failing check and a few for a passing one. A tile shows the input, the heat map over it
+(the object's box or mask, or the forbidden region, outlined; the pointing game's hottest
+pixel marked), the check's own extra maps (randomised model, noisy input), and says the
+sample's value and verdict, the explained and predicted classes with the probability, and
+the method and layer. Records without pictures list their items in a table (failing first).
+Images are inline ``data:`` PNGs, paths are relative to the report, so the file can be
+attached to a CI run or mailed as is.
 
 Example:
     >>> from modelaudit.report.entries import TestEntry
@@ -28,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from modelaudit._atomic import atomic_write_text
-from modelaudit._format import format_number
+from modelaudit._format import format_number, format_ranges
 from modelaudit.baseline import Comparison
 from modelaudit.report.colormap import colorize
 from modelaudit.report.entries import (
@@ -38,17 +46,20 @@ from modelaudit.report.entries import (
     TestEntry,
     encode_png,
     mirrors_metrics,
+    section_id,
     sort_entries,
 )
-from modelaudit.report.overlay import OUTLINE_COLORS
+from modelaudit.report.gates import Gate, run_gates, value_is
 from modelaudit.report.picking import failing_first
+from modelaudit.report.plot import curves_svg
+from modelaudit.report.tiles import record_legend, sample_tiles
 
 __all__ = ["render_html", "write_html"]
 
 MAX_ITEM_ROWS = 50
 """Rows of a record's item table (failing items first); the rest are counted."""
-MAX_LISTED = 10
-"""Failing items named in a record's title line."""
+MAX_RUNS = 12
+"""Runs of consecutive failing items spelled out in a record's title line."""
 
 _CSS = """
 :root { --fail: #b42318; --pass: #067647; --skip: #6b7280; --line: #d0d5dd; }
@@ -56,57 +67,70 @@ _CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
        color: #101828; background: #f6f7f9; margin: 0; padding: 24px 32px; }
 h1 { font-size: 24px; margin: 0 0 4px; }
-h2 { font-size: 16px; margin: 0; display: flex; gap: 10px; align-items: baseline;
-     flex-wrap: wrap; }
-h3 { font-size: 15px; margin: 18px 0 6px; }
 code, pre, .nodeid { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 .nodeid { font-size: 14px; word-break: break-all; }
 .meta { color: #475467; margin: 0 0 2px; }
-.metas { margin: 0 0 14px; }
-.legend { display: flex; gap: 18px; align-items: center; flex-wrap: wrap; margin: 0 0 20px;
+.metas { margin: 0 0 12px; }
+.toolbar { display: flex; gap: 18px; align-items: center; margin: 8px 0; }
+.toolbar label { font-weight: 600; cursor: pointer; }
+.legend { display: flex; gap: 18px; align-items: center; flex-wrap: wrap; margin: 6px 0 16px;
           color: #344054; font-size: 13px; }
+.legend.small { margin: 4px 0 6px; }
 .legend img { height: 12px; width: 160px; vertical-align: middle; margin: 0 6px;
               border: 1px solid var(--line); }
 .swatch { display: inline-block; width: 14px; height: 14px; border: 3px solid;
           vertical-align: middle; margin-right: 4px; }
-section.test { background: #fff; border: 1px solid var(--line); border-left: 6px solid
-               var(--pass); border-radius: 6px; padding: 14px 18px; margin: 0 0 16px; }
-section.test.failed { border-left-color: var(--fail); }
-section.test.skipped { border-left-color: var(--skip); }
-.badge { font-size: 12px; font-weight: 700; letter-spacing: .04em; color: #fff;
-         padding: 2px 8px; border-radius: 4px; background: var(--pass); }
-.badge.fail { background: var(--fail); }
-.badge.skip { background: var(--skip); }
-.dur { color: #667085; font-size: 13px; }
-pre.failure { background: #fef3f2; border: 1px solid #fecdca; padding: 10px 12px;
-              white-space: pre-wrap; font-size: 13px; margin: 10px 0; max-height: 320px;
-              overflow: auto; }
+.peak { display: inline-block; font-weight: 900; color: #fff; background: #000;
+        width: 16px; text-align: center; margin-right: 4px; }
 table { border-collapse: collapse; margin: 6px 0 10px; font-size: 14px; }
-th, td { border-bottom: 1px solid var(--line); padding: 5px 10px; text-align: left;
+th, td { border-bottom: 1px solid var(--line); padding: 4px 10px; text-align: left;
          vertical-align: middle; }
 th { background: #f2f4f7; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums;
          font-family: ui-monospace, Menlo, Consolas, monospace; }
+#summary { background: #fff; }
+#summary tr.group td { background: #f9fafb; font-size: 13px; font-weight: 600;
+                       word-break: break-all; padding-top: 8px; }
+#summary tr.sub td.check { padding-left: 28px; }
+#summary tr.byclass td { color: #667085; }
 .ok { color: var(--pass); font-weight: 600; }
 .bad { color: var(--fail); font-weight: 600; }
-tr.bad-row td { background: #fff6f5; }
-img.px { width: 160px; height: auto; image-rendering: pixelated; display: block;
+tr.bad-row td, tr.gate.failed td { background: #fff6f5; }
+body:has(#only-failed:checked) .passed { display: none; }
+details.test { background: #fff; border: 1px solid var(--line); border-left: 6px solid
+               var(--pass); border-radius: 6px; padding: 10px 18px; margin: 0 0 14px; }
+details.test.failed { border-left-color: var(--fail); }
+details.test.skipped { border-left-color: var(--skip); }
+details.test > summary { font-size: 16px; font-weight: 600; cursor: pointer;
+                         display: list-item; }
+details.record { margin: 10px 0 6px; border-top: 1px solid var(--line); padding-top: 6px; }
+details.record > summary { cursor: pointer; font-size: 15px; }
+.badge { font-size: 12px; font-weight: 700; letter-spacing: .04em; color: #fff;
+         padding: 2px 8px; border-radius: 4px; background: var(--pass); margin-right: 8px; }
+.badge.fail { background: var(--fail); }
+.badge.skip { background: var(--skip); }
+.dur { color: #667085; font-size: 13px; font-weight: 400; margin-left: 8px; }
+pre.failure { background: #fef3f2; border: 1px solid #fecdca; padding: 10px 12px;
+              white-space: pre-wrap; font-size: 13px; margin: 10px 0; max-height: 320px;
+              overflow: auto; }
+img.px { width: 128px; height: auto; image-rendering: pixelated; display: block;
          border: 1px solid var(--line); }
 .samples { display: flex; flex-wrap: wrap; gap: 10px; margin: 8px 0 12px; }
 .sample { margin: 0; padding: 6px; border: 1px solid var(--line); border-radius: 6px;
           background: #fff; }
 .sample.bad { border: 2px solid var(--fail); background: #fff6f5; }
 .sample .pair { display: flex; gap: 6px; }
-.sample .pair span { display: block; font-size: 11px; color: #667085; text-align: center; }
+.sample .pair span { display: block; font-size: 11px; color: #667085; text-align: center;
+                     max-width: 128px; overflow: hidden; white-space: nowrap;
+                     text-overflow: ellipsis; }
 .sample figcaption { margin-top: 4px; font-size: 13px; }
 img.overview { width: 600px; max-width: 100%; height: auto; image-rendering: pixelated;
                display: block; border: 1px solid var(--line); }
-figure.overview { display: block; margin: 8px 0 12px; }
+figure.overview, figure.plot { display: block; margin: 8px 0 12px; }
 .record p.msg { white-space: pre-wrap; margin: 4px 0; color: #344054; font-size: 13px; }
 .note { color: #667085; font-size: 13px; }
 figure { display: inline-block; margin: 6px 12px 6px 0; }
 figcaption { font-size: 13px; color: #475467; }
-nav ul { margin: 0 0 18px; padding-left: 18px; font-size: 14px; }
 """
 
 
@@ -130,10 +154,48 @@ def _verdict(passed: bool | None) -> str:
     return '<span class="ok">pass</span>' if passed else '<span class="bad">FAIL</span>'
 
 
+def _state(passed: bool) -> str:
+    return "passed" if passed else "failed"
+
+
 def _img(png: str | None, alt: str) -> str:
     if png is None:
         return "—"
     return f'<img class="px" src="data:image/png;base64,{png}" alt="{escape(alt)}">'
+
+
+def _summary_table(gates: Sequence[Gate], entries: Sequence[TestEntry]) -> str:
+    """The triage table: per test (failing tests first) a row linking to its section, then
+    one row per gate. A class's row that does not gate is not a ``gate`` row: it follows
+    its test's state under the "Failed only" switch."""
+    if not gates:
+        return ""
+    failed = {e.nodeid: e.failed for e in entries}
+    rows, last = [], None
+    for g in gates:
+        if g.test != last:
+            last, state = g.test, _state(not failed.get(g.test, False))
+            rows.append(
+                f"<tr class='group {state}'><td colspan='6'><a href='#{section_id(g.test)}'>"
+                f"{escape(g.test)}</a></td></tr>"
+            )
+        verdict = _verdict(g.passed) if g.gating else f"<span class='note'>{g.verdict()}</span>"
+        if g.status:
+            verdict += f" <span class='note'>{escape(g.status)}</span>"
+        kind = f"gate {_state(g.passed)}" if g.gating else f"byclass {state}"
+        rows.append(
+            f"<tr class='{kind}{' sub' if g.sub else ''}'>"
+            f"<td class='check'><code>{escape(g.check)}</code></td>"
+            f"<td>{escape(g.value_is)}</td><td class='num'>{escape(g.shown_value())}</td>"
+            f"<td>{escape(g.limit(unicode=True))}</td>"
+            f"<td class='num'>{_fmt(g.chance)}</td><td>{verdict}</td></tr>"
+        )
+    return (
+        "<table id='summary'><tr><th>check</th><th>value is</th><th>value</th>"
+        "<th>bound or baseline</th><th>chance</th><th>verdict</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 def _metrics_table(metrics: Sequence[Comparison]) -> str:
@@ -156,18 +218,10 @@ def _metrics_table(metrics: Sequence[Comparison]) -> str:
             f"<td>{_verdict(c.passed)} <span class='note'>{escape(c.status)}</span>{note}</td></tr>"
         )
     return (
-        "<h3>Metrics</h3><table class='metrics'><tr><th>metric</th><th>value</th>"
-        "<th>baseline</th><th>delta</th><th>direction</th><th>tolerance</th><th>result</th>"
-        "</tr>" + "".join(rows) + "</table>"
+        "<h3>Metrics against the baseline</h3><table class='metrics'><tr><th>metric</th>"
+        "<th>value</th><th>baseline</th><th>delta</th><th>direction</th><th>tolerance</th>"
+        "<th>result</th></tr>" + "".join(rows) + "</table>"
     )
-
-
-def _bound_text(record: Mapping[str, Any]) -> str:
-    bound, direction = record.get("bound"), record.get("direction")
-    if bound is None:
-        return ""
-    sign = {"higher": "≥", "lower": "≤"}.get(str(direction), "vs")
-    return f"bound {sign} {_fmt(bound)}"
 
 
 def _labels(record: Mapping[str, Any]) -> list[str]:
@@ -176,32 +230,42 @@ def _labels(record: Mapping[str, Any]) -> list[str]:
     return items if len(items) == len(values) else [str(i) for i in range(len(values))]
 
 
-def _record_head(record: Mapping[str, Any], anchor: str) -> str:
-    parts = []
+def _failing_text(record: Mapping[str, Any]) -> str:
+    """``failing samples: 62 of 64 (0-5, 7-63)``; items that are not indices by name."""
+    labels = _labels(record)
+    failing = sorted({int(i) for i in record.get("failing") or [] if 0 <= int(i) < len(labels)})
+    if not failing:
+        return ""
+    unit = escape(str(record.get("unit") or "sample"))
+    what = f"failing {unit}s" if not record.get("passed") else f"{unit}s missing the bound"
+    if all(labels[i] == str(i) for i in failing):
+        listed = format_ranges(failing, limit=MAX_RUNS)
+    else:
+        names = [labels[i] for i in failing[:MAX_RUNS]]
+        more = len(failing) - len(names)
+        listed = ", ".join(names) + (f" and {more} more" if more else "")
+    return f"{what}: {len(failing)} of {len(labels)} ({escape(listed)})"
+
+
+def _record_head(record: Mapping[str, Any]) -> str:
+    parts = [_verdict(bool(record.get("passed")))]
     if record.get("obtained") is not None:
-        parts.append(f"obtained {_fmt(record.get('obtained'))}")
-    if bound := _bound_text(record):
-        parts.append(bound)
+        parts.append(f"{escape(value_is(record))}: {_fmt(record.get('obtained'))}")
+    bound, direction = record.get("bound"), record.get("direction")
+    if bound is not None:
+        parts.append(
+            f"bound { ({'higher': '≥', 'lower': '≤'}.get(str(direction), 'vs')) } {_fmt(bound)}"
+        )
     if record.get("chance") is not None:
         parts.append(f"chance {_fmt(record.get('chance'))}")
-    if record.get("aggregate"):
-        parts.append(f"aggregate: {escape(str(record['aggregate']))}")
-    labels, failing = _labels(record), [int(i) for i in record.get("failing") or []]
-    if failing:
-        worst = failing_first(
-            record.get("values") or [], failing, record.get("direction"), len(labels)
-        )
-        known = len({i for i in failing if 0 <= i < len(labels)})
-        named = [labels[i] for i in worst[: min(known, MAX_LISTED)]]
-        more = f" … and {len(failing) - MAX_LISTED} more" if len(failing) > MAX_LISTED else ""
-        unit = escape(str(record.get("unit") or "sample"))
-        parts.append(f"failing {unit}s: {escape(', '.join(named))}{more}")
+    if failing := _failing_text(record):
+        parts.append(failing)
     who = escape(str(record.get("assertion") or ""))
     return (
-        f"<h3 id='{anchor}'><code>{escape(str(record.get('check', 'check')))}</code> — "
-        f"{' · '.join([_verdict(bool(record.get('passed'))), *parts])}"
+        f"<summary><code>{escape(str(record.get('check', 'check')))}</code> — "
+        + " · ".join(parts)
         + (f" <span class='note'>({who})</span>" if who else "")
-        + "</h3>"
+        + "</summary>"
     )
 
 
@@ -223,7 +287,11 @@ def _item_table(record: Mapping[str, Any]) -> str:
         return ""
     unit = escape(str(record.get("unit") or "item"))
     hidden = len(order) - len(rows)
-    more = f"<p class='note'>{hidden} more {unit}s not shown.</p>" if hidden else ""
+    more = (
+        f"<p class='note'>{hidden} more {unit}s not shown (all are in records.json).</p>"
+        if hidden
+        else ""
+    )
     return (
         f"<table class='items'><tr><th>{unit}</th><th>value</th><th>result</th></tr>"
         + "".join(rows)
@@ -232,56 +300,74 @@ def _item_table(record: Mapping[str, Any]) -> str:
     )
 
 
-def _sample_cards(view: RecordView) -> str:
-    cards = []
-    for s in view.samples:
-        bad = s.passed is False
-        cards.append(
-            f"<figure class='sample{' bad' if bad else ''}'><div class='pair'>"
-            f"<div><span>input</span>{_img(s.input_png, f'input {s.index}')}</div>"
-            f"<div><span>heat map + ground truth</span>"
-            f"{_img(s.overlay_png, f'overlay {s.index}')}</div></div>"
-            f"<figcaption>sample <strong>{s.index}</strong> · value "
-            f"<code>{_fmt(s.value)}</code> · {_verdict(s.passed)}</figcaption></figure>"
-        )
-    return "<div class='samples'>" + "".join(cards) + "</div>"
-
-
 def _overview(view: RecordView) -> str:
-    """A failed record's dataset-level picture, its caption and its file (or nothing)."""
+    """A heat-map check's dataset-level picture and its caption (or nothing)."""
     if not view.overview_png:
         return ""
     where = escape(view.overview_caption or "")
-    file = f"<br><code>{escape(view.overview_file)}</code>" if view.overview_file else ""
+    lead = (
+        "Where the model looks instead" if not view.record.get("passed") else "Where the maps lie"
+    )
+    file = (
+        f" <a href='{escape(view.overview_file)}'>{escape(view.overview_file)}</a>"
+        if view.overview_file
+        else ""
+    )
     return (
         "<figure class='overview'><img class='overview' "
         f"src='data:image/png;base64,{view.overview_png}' alt='overview: {where}'>"
-        "<figcaption>Where the model looks instead: "
-        f"<strong>{where}</strong><br><span class='note'>left: the mean heat map over the "
-        "mean image, with the pixels inside at least half the objects outlined; middle: "
-        "the mean object (white: every object covers the pixel); right: the mean mass off "
-        f"the object, the named region outlined</span>{file}</figcaption></figure>"
+        f"<figcaption>{lead}: <strong>{where}</strong><br><span class='note'>left: the mean "
+        "heat map over the mean image, with the pixels inside at least half the objects "
+        "outlined; middle: the mean object (white: every object covers the pixel); right: "
+        f"the mean mass off the object, the named region outlined</span>{file}</figcaption>"
+        "</figure>"
     )
 
 
-def _record_block(view: RecordView, anchor: str, shown: str) -> str:
+def _plot(view: RecordView) -> str:
+    if not view.curves:
+        return ""
+    n = len(view.record.get("values") or [])
+    return (
+        f"<figure class='plot'>{curves_svg(view.curves)}<figcaption>mean over {n} samples; "
+        "the dashed curve takes the pixels in a random order: a faithful map's deletion "
+        "curve falls below it (insertion: rises above it)</figcaption></figure>"
+    )
+
+
+def _more(view: RecordView) -> str:
+    out = []
+    if view.hidden:
+        drawn = len(view.samples)
+        out.append(
+            f"<p class='note'>{drawn} of {drawn + view.hidden} samples drawn, worst first; "
+            "draw more with <code>--audit-report-samples=N</code> (values of all samples are "
+            "in records.json).</p>"
+        )
+    if view.files:
+        folder = view.files[0].rsplit("/", 1)[0] + "/"
+        out.append(
+            f"<p class='note'>failing samples' overlays ({len(view.files)} PNGs): "
+            f"<a href='{escape(folder)}'>{escape(folder)}</a></p>"
+        )
+    return "".join(out)
+
+
+def _record_block(view: RecordView, shown: str, colormap: str) -> str:
     rec = view.record
-    body = [_record_head(rec, anchor)]
+    passed = bool(rec.get("passed"))
+    body = [
+        f"<details class='record {_state(passed)}'{'' if passed else ' open'}>",
+        _record_head(rec),
+    ]
     message = str(rec.get("message") or "")
     if message and message not in shown:  # not repeated when it is the failure text
         body.append(f"<p class='msg'>{escape(message)}</p>")
     if view.error:
         body.append(f"<p class='note'>{escape(view.error)}</p>")
-    body.append(_overview(view))
-    body.append(_sample_cards(view) if view.samples else _item_table(rec))
-    if view.hidden:
-        body.append(f"<p class='note'>{view.hidden} more samples not shown.</p>")
-    if view.files:
-        body.append(
-            "<p class='note'>overlay files: "
-            + ", ".join(f"<code>{escape(str(p))}</code>" for p in view.files)
-            + "</p>"
-        )
+    body += [record_legend(view, colormap), _overview(view), _plot(view)]
+    body.append(sample_tiles(view) if view.samples else _item_table(rec))
+    body += [_more(view), "</details>"]
     return "<div class='record'>" + "".join(body) + "</div>"
 
 
@@ -295,41 +381,50 @@ def _attachments(items: Sequence[Attachment]) -> str:
     return f"<h3>Attached images</h3><div>{figs}</div>"
 
 
-def _test_section(entry: TestEntry, index: int) -> str:
-    state = "failed" if entry.failed else ("skipped" if entry.outcome == "skipped" else "")
+def _test_section(entry: TestEntry, colormap: str) -> str:
+    state = "failed" if entry.failed else ("skipped" if entry.outcome == "skipped" else "passed")
     out = [
-        f"<section class='test {state}' id='t{index}'><h2>{_badge(entry.outcome)}"
+        f"<details class='test {state}' id='{section_id(entry.nodeid)}'"
+        f"{' open' if entry.failed else ''}><summary>{_badge(entry.outcome)}"
         f"<span class='nodeid'>{escape(entry.nodeid)}</span>"
-        f"<span class='dur'>{entry.duration:.2f} s</span></h2>"
+        f"<span class='dur'>{entry.duration:.2f} s</span></summary>"
     ]
     if entry.message:
         out.append(f"<pre class='failure'>{escape(entry.message)}</pre>")
     out.append(_metrics_table(entry.metrics))
-    for j, view in enumerate(entry.records):
+    for view in entry.records:
         if view.record.get("passed") and mirrors_metrics(view, entry.metrics):
             continue  # a passing gate over the metrics above: the table says it all
-        out.append(_record_block(view, f"t{index}r{j}", entry.message))
+        out.append(_record_block(view, entry.message, colormap))
     if entry.omitted_records:
         out.append(
             f"<p class='note'>{entry.omitted_records} earlier records of this test not shown "
             "(only the last ones are kept, e.g. the final hypothesis example).</p>"
         )
     out.append(_attachments(entry.attachments))
-    out.append("</section>")
+    out.append("</details>")
     return "".join(out)
 
 
-def _legend(colormap: str) -> str:
+def _colour_bar(colormap: str) -> str:
     bar = colorize(np.tile(np.linspace(0.0, 1.0, 128), (4, 1)), colormap)
-    box = "#{:02x}{:02x}{:02x}".format(*OUTLINE_COLORS[colormap]["box"])
-    mask = "#{:02x}{:02x}{:02x}".format(*OUTLINE_COLORS[colormap]["mask"])
     return (
         "<div class='legend'><span>heat map: low"
         f"<img src='data:image/png;base64,{encode_png(bar)}' alt='{escape(colormap)} scale'>"
-        f"high ({escape(colormap)})</span>"
-        f"<span><span class='swatch' style='border-color:{box}'></span>ground-truth box</span>"
-        f"<span><span class='swatch' style='border-color:{mask}'></span>ground-truth mask"
-        "</span></div>"
+        f"high ({escape(colormap)}; each map scaled to its own maximum)</span></div>"
+    )
+
+
+def _toolbar(gates: Sequence[Gate], entries: Sequence[TestEntry]) -> str:
+    gating = [g for g in gates if g.gating]
+    failed = sum(not g.passed for g in gating)
+    failing_tests = sum(e.failed for e in entries)
+    checked = " checked" if failed or failing_tests else ""
+    return (
+        "<div class='toolbar'><label><input type='checkbox' id='only-failed'"
+        f"{checked}> Failed only</label><span>{len(gating)} gates in {len(entries)} tests: "
+        f"<strong class='{'bad' if failed else 'ok'}'>{failed} failed</strong>, "
+        f"{len(gating) - failed} passed; {failing_tests} failing tests</span></div>"
     )
 
 
@@ -346,24 +441,15 @@ def render_html(
         entries: one per audited test, in run order (failing tests are moved first).
         title: page title.
         notes: extra lines shown under the title (model, baseline file...).
-        colormap: the colormap the overlays used, for the legend.
+        colormap: the colormap the overlays used, for the colour bar and outlines.
     """
     ordered = sort_entries(entries)
     counts = {o: sum(e.outcome == o for e in ordered) for o in OUTCOME_ORDER}
     summary = ", ".join(f"{n} {o}" for o, n in counts.items() if n) or "no tests"
     stamp = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
     meta = [f"{len(ordered)} audited tests: {summary}", f"generated {stamp}", *notes]
-    failing = [(i, e) for i, e in enumerate(ordered) if e.failed]
-    nav = ""
-    if failing:
-        nav = (
-            "<nav><strong>Failing:</strong><ul>"
-            + "".join(
-                f"<li><a href='#t{i}'><code>{escape(e.nodeid)}</code></a></li>" for i, e in failing
-            )
-            + "</ul></nav>"
-        )
-    body = "".join(_test_section(e, i) for i, e in enumerate(ordered))
+    gates = run_gates(ordered)
+    body = "".join(_test_section(e, colormap) for e in ordered)
     return (
         "<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -372,8 +458,9 @@ def render_html(
         + "<div class='metas'>"
         + "".join(f"<p class='meta'>{escape(line)}</p>" for line in meta)
         + "</div>"
-        + _legend(colormap)
-        + nav
+        + _toolbar(gates, ordered)
+        + _summary_table(gates, ordered)
+        + _colour_bar(colormap)
         + (body or "<p>No audited tests ran.</p>")
         + "</body></html>\n"
     )

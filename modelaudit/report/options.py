@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from modelaudit.errors import InvalidInputError
 
-__all__ = ["OPTIONS", "AuditOptions", "Option"]
+__all__ = ["MAX_SAMPLES", "OPTIONS", "PASSING_EXAMPLES", "AuditOptions", "Option", "process_rank"]
 
 _OFF = frozenset({"none", "off", "false", "0", ""})
 _MODEL_FORMS = (
@@ -69,6 +71,11 @@ class Option:
             return {**kwargs, "action": "store_true", "default": False}
         return {**kwargs, "metavar": self.metavar, "default": None}
 
+
+MAX_SAMPLES = 8
+"""Samples the report draws per failing check by default, worst first."""
+PASSING_EXAMPLES = 3
+"""Samples the report draws per passing check (its weakest ones), collapsed."""
 
 OPTIONS: tuple[Option, ...] = (
     Option(
@@ -123,7 +130,12 @@ OPTIONS: tuple[Option, ...] = (
         "DIR",
     ),
     Option(
-        "audit_report_max_samples", "samples drawn per audit record in the report", default="64"
+        "audit_report_max_samples",
+        "samples drawn per failing check in the report, worst first (default 8; a passing "
+        f"check shows up to {PASSING_EXAMPLES})",
+        "--audit-report-samples",
+        "N",
+        default=str(MAX_SAMPLES),
     ),
     Option(
         "audit_seed_torch",
@@ -147,10 +159,17 @@ class AuditOptions:
         report_dir: where the report goes; None disables it.
         baseline: the baseline file, or None.
         update_baseline: write this run's metrics into the baseline.
+
+        Under ``torch.distributed`` (``torchrun``), only rank 0 writes files: on every
+        other rank :meth:`resolve` sets ``report_dir`` and ``tensorboard_dir`` to None and
+        ``update_baseline`` to False (:func:`process_rank` says which rank this is). Every
+        rank still reads the baseline and decides.
         tolerance: default relative tolerance of new baseline entries.
-        max_samples: samples drawn per record in the report.
+        max_samples: samples drawn per failing record in the report (a passing one shows
+            at most :data:`PASSING_EXAMPLES`).
         seed_torch: seed torch's global RNG from Hypothesis.
         tensorboard_dir: where TensorBoard event files go; None (the default): nowhere.
+        quiet: pytest ran with ``-q`` (no progress bars).
     """
 
     model: str | None = None
@@ -161,9 +180,10 @@ class AuditOptions:
     baseline: Path | None = None
     update_baseline: bool = False
     tolerance: float = 0.05
-    max_samples: int = 64
+    max_samples: int = MAX_SAMPLES
     seed_torch: bool = True
     tensorboard_dir: Path | None = None
+    quiet: bool = False
 
     @classmethod
     def resolve(
@@ -174,6 +194,7 @@ class AuditOptions:
         cli_dir: Path,
         ini_dir: Path,
         root: Path,
+        rank: int | None = None,
     ) -> AuditOptions:
         """Resolve every :data:`OPTIONS` entry; raise ``InvalidInputError`` for bad values.
 
@@ -183,6 +204,8 @@ class AuditOptions:
             cli_dir: the invocation directory (base of relative command-line paths).
             ini_dir: the ini file's directory (base of relative ini paths).
             root: the rootdir (the default report is ``root / "audit-report"``).
+            rank: this process's rank (default :func:`process_rank`); a rank other than 0
+                writes nothing (see the class doc).
         """
 
         def pick(name: str) -> tuple[str | None, Path]:
@@ -201,19 +224,34 @@ class AuditOptions:
                 "or set audit_baseline in the ini file"
             )
         seed = ini("audit_seed_torch")
+        writes = (process_rank() if rank is None else rank) == 0
         return cls(
             model=model,
             arch=pick("audit_arch")[0],
             model_dir=model_dir,
             device=pick("audit_device")[0] or "cpu",
-            report_dir=_report_dir(*pick("audit_report_dir"), root),
+            report_dir=_report_dir(*pick("audit_report_dir"), root) if writes else None,
             baseline=baseline,
-            update_baseline=update,
+            update_baseline=update and writes,
             tolerance=_tolerance(pick("audit_tolerance")[0]),
-            max_samples=_whole(str(ini("audit_report_max_samples") or "64").strip() or "64"),
+            max_samples=_whole(pick("audit_report_max_samples")[0] or str(MAX_SAMPLES)),
             seed_torch=True if seed is None else bool(seed),
-            tensorboard_dir=_path(*pick("audit_tensorboard")),
+            tensorboard_dir=_path(*pick("audit_tensorboard")) if writes else None,
+            quiet=_quiet(cli("verbose")),
         )
+
+    def start(self) -> None:
+        """:meth:`check` the options; under ``-q``, quiet the dataset scans' progress bars
+        (``MODELAUDIT_QUIET``); under torchrun (``WORLD_SIZE`` > 1), open the process group
+        (:func:`modelaudit.distributed.init_from_env`: gloo on CPU, nccl on CUDA). Ordinary
+        runs import no torch here."""
+        self.check()
+        if self.quiet:  # pytest -q: no progress bars from dataset scans either
+            os.environ.setdefault("MODELAUDIT_QUIET", "1")
+        if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1"):
+            from modelaudit.distributed import init_from_env
+
+            init_from_env(self.device)
 
     def check(self) -> None:
         """Check the device and the model spec at start-up, without building the model.
@@ -242,6 +280,33 @@ class AuditOptions:
                 ) from None
 
 
+def process_rank(env: Mapping[str, str] | None = None) -> int:
+    """This process's rank: the open ``torch.distributed`` group's, else ``RANK`` (set by
+    ``torchrun``), else 0. Does not import torch (reads the group only if torch is loaded).
+
+    Example:
+        >>> process_rank({"RANK": "1", "WORLD_SIZE": "2"}), process_rank({})
+        (1, 0)
+    """
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return int(dist.get_rank())
+    text = (os.environ if env is None else env).get("RANK", "").strip()
+    if text and not text.isdigit():
+        raise InvalidInputError(f"RANK={text!r} in the environment is not a whole number")
+    return int(text) if text else 0
+
+
+def _quiet(verbose: Any) -> bool:
+    """Whether pytest's verbosity (``-q`` is -1) asks for quiet output.
+
+    Example:
+        >>> _quiet(-1), _quiet(0), _quiet(None)
+        (True, False, False)
+    """
+    return isinstance(verbose, int) and not isinstance(verbose, bool) and verbose < 0
+
+
 def _path(value: str | None, base: Path) -> Path | None:
     return None if value is None else base / Path(value).expanduser()
 
@@ -268,8 +333,9 @@ def _tolerance(text: str | None) -> float:
 
 
 def _whole(text: str) -> int:
-    if not text.isdigit():
+    if not text.strip().isdigit():
         raise InvalidInputError(
-            f"audit_report_max_samples must be a whole number >= 0, got {text!r}"
+            "--audit-report-samples / audit_report_max_samples must be a whole number >= 0, "
+            f"got {text!r}"
         )
     return int(text)

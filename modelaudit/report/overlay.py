@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OUTLINE_COLORS",
+    "PEAK_COLORS",
     "image_to_rgb",
     "overlay",
     "overview_picture",
@@ -55,11 +56,15 @@ __all__ = [
 ]
 
 OUTLINE_COLORS: dict[str, dict[str, tuple[int, int, int]]] = {
-    "inferno": {"box": (0, 229, 255), "mask": (57, 255, 20)},
-    "viridis": {"box": (255, 0, 200), "mask": (255, 80, 80)},
+    "inferno": {"box": (0, 229, 255), "mask": (57, 255, 20), "forbidden": (255, 0, 200)},
+    "viridis": {"box": (255, 0, 200), "mask": (255, 80, 80), "forbidden": (0, 229, 255)},
 }
-"""Outline colours per colormap, chosen not to occur in it: cyan/green on inferno,
-magenta/red on viridis."""
+"""Outline colours per colormap, chosen not to occur in it: an object's box / mask in
+cyan / green on inferno (magenta / red on viridis); a forbidden region (mass must stay off
+it, e.g. a watermark) in magenta on inferno (cyan on viridis)."""
+
+PEAK_COLORS = ((255, 255, 255), (0, 0, 0))
+"""The hottest-pixel marker: a white plus with a black rim, visible on every colour."""
 
 _RANGE_SLACK = 1e-6
 
@@ -206,6 +211,8 @@ def overlay(
     mask: Any = None,
     alpha: float = 0.5,
     colormap: str = "inferno",
+    region: str = "object",
+    peak: bool = False,
 ) -> np.ndarray:
     """Blend a colour-mapped heat map over an image and outline the ground truth.
 
@@ -217,10 +224,14 @@ def overlay(
         mask: optional (H, W) boolean mask; its inner boundary is drawn.
         alpha: weight of the heat map in the blend, in [0, 1].
         colormap: ``"inferno"`` (default) or ``"viridis"``.
+        region: what ``box`` / ``mask`` outline: ``"object"`` (box and mask colours of
+            :data:`OUTLINE_COLORS`) or ``"forbidden region"`` (its ``forbidden`` colour).
+        peak: mark the map's hottest pixel (the first maximum in row-major order, the
+            pointing game's point) with a plus (:data:`PEAK_COLORS`).
 
     Returns:
         uint8 array (H, W, 3): ``round(255 * ((1 - alpha) * image + alpha * cmap(heat)))``
-        with the outlines painted on top.
+        with the outlines (and the marker) painted on top.
 
     Raises:
         InvalidInputError: wrong shapes, NaN or out-of-range values, a box outside the
@@ -253,11 +264,37 @@ def overlay(
     blended = (1.0 - weight) * base + weight * colours
     out = np.rint(np.clip(blended, 0.0, 1.0) * 255.0).astype(np.uint8)
     palette = OUTLINE_COLORS[colormap]
+    if region not in ("object", "forbidden region"):
+        raise InvalidInputError(f"region must be 'object' or 'forbidden region', got {region!r}")
+    forbidden = region == "forbidden region"
     if mask is not None:
-        _draw_mask(out, mask, palette["mask"])
+        _draw_mask(out, mask, palette["forbidden" if forbidden else "mask"])
     if box is not None:
-        _draw_box(out, _box(box, *size), palette["box"])
+        _draw_box(out, _box(box, *size), palette["forbidden" if forbidden else "box"])
+    if peak:
+        _draw_peak(out, heat)
     return out
+
+
+def _draw_peak(rgb: np.ndarray, heat: np.ndarray) -> None:
+    """A plus at ``heat``'s first maximum: white arms, black rim, clipped at the edges.
+
+    Example:
+        >>> rgb = np.zeros((9, 9, 3), dtype=np.uint8)
+        >>> heat = np.zeros((9, 9)); heat[4, 4] = 1.0
+        >>> _draw_peak(rgb, heat)
+        >>> rgb[4, 4].tolist(), rgb[4, 2].tolist(), rgb[3, 3].tolist()
+        ([255, 255, 255], [255, 255, 255], [0, 0, 0])
+    """
+    h, w = heat.shape
+    y, x = divmod(int(np.argmax(heat)), w)
+    arm = max(2, round(min(h, w) / 24))
+    inner, rim = (np.asarray(c, dtype=rgb.dtype) for c in PEAK_COLORS)
+    ys, xs = slice(max(0, y - arm), y + arm + 1), slice(max(0, x - arm), x + arm + 1)
+    rgb[max(0, y - 1) : y + 2, xs] = rim
+    rgb[ys, max(0, x - 1) : x + 2] = rim
+    rgb[y, xs] = inner
+    rgb[ys, x] = inner
 
 
 def _as_uint8_image(array: Any) -> np.ndarray:

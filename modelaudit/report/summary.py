@@ -1,42 +1,45 @@
-"""The terminal summary: one table of metrics and checks per audited or failing test.
+"""The terminal summary: one row per gate of every audited or failing test.
 
-Each test gets a title row (its node id) followed by one row per baseline metric
-(value | baseline | delta | verdict and status) and per audit record (obtained | bound
-with its direction | obtained - bound | verdict). A baseline-gate record over metrics that
-already have rows (the ``audit`` fixture's) is not repeated. Passing tests that only
-called checks, without asking for modelaudit, stay out of the table (they are in the HTML
-report). Numbers show 4 significant digits; deltas carry a sign; a missing value is ``-``.
-Below the table, one line per kind of fingerprint change says how many baseline
-comparisons ran against a different model, method, layer, data or library versions
-(:func:`fingerprint_lines`).
+Each test gets a title row (its node id) followed by one row per gate
+(:mod:`modelaudit.report.gates`): a baseline metric (``<name> vs baseline``) or an audit
+record. The columns say what the value is (mean, worst sample, fraction of samples
+passing...), the value, the bound or the baseline with the edge it allows, the chance
+level, and the verdict (with the baseline status). Passing tests that only called checks,
+without asking for modelaudit, stay out of the table (they are in the HTML report).
+Numbers show 4 significant digits; a missing value is ``-``. Below the table, one line per
+kind of fingerprint change says how many baseline comparisons ran against a different
+model, method, layer, data or library versions (:func:`fingerprint_lines`).
 
 Example:
     >>> from modelaudit.baseline import Comparison
     >>> from modelaudit.report.entries import RecordView, TestEntry
     >>> c = Comparison("t::iou", "iou", 0.71, "higher", 0.05, 0.7, "ok")
-    >>> r = RecordView({"check": "mass_in_box", "obtained": 0.4, "bound": 0.5,
+    >>> r = RecordView({"check": "mass_in_box", "obtained": 0.4, "bound": 0.5, "values": [0.4],
     ...                 "direction": "higher", "passed": False})
     >>> print("\\n".join(summary_lines([TestEntry("t", metrics=[c], records=[r])])))
-    metric         value  baseline  delta  pass/fail
+    gate               value is  value  bound or baseline       chance  verdict
     t
-      iou           0.71       0.7  +0.01  pass (ok)
-      mass_in_box    0.4    >= 0.5   -0.1  FAIL
+      iou vs baseline  value      0.71  baseline 0.7, >= 0.665  -       pass (ok)
+      mass_in_box      value       0.4  >= 0.5                  -       FAIL
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+import math
+from collections.abc import Iterable, Sequence
 
 from modelaudit._format import format_number
-from modelaudit.report.entries import TestEntry, mirrors_metrics
+from modelaudit.report.entries import TestEntry
+from modelaudit.report.gates import Gate, entry_gates
 
 __all__ = ["HEADER", "fingerprint_lines", "summary_lines", "summary_rows"]
 
-HEADER = ("metric", "value", "baseline", "delta", "pass/fail")
-"""Column titles of the table; a row has either all five cells or one (a test's id)."""
+HEADER = ("gate", "value is", "value", "bound or baseline", "chance", "verdict")
+"""Column titles of the table; a row has either all six cells or one (a test's id)."""
 
-_SIGNS = {"higher": ">= ", "lower": "<= "}
+MAX_CLASSES = 6
+"""Classes listed on a check's "by class" line (worst first); the report lists them all."""
+
 _CHANGES = {
     "model": "against a different model",
     "method": "with a different method",
@@ -46,88 +49,74 @@ _CHANGES = {
 }
 
 
-def _fmt(value: Any, signed: bool = False) -> str:
-    if value is None or isinstance(value, int | float):
-        return format_number(value, signed=signed, missing="-")
-    return str(value)
-
-
-def _entry_rows(entry: TestEntry) -> list[tuple[str, ...]]:
-    rows: list[tuple[str, ...]] = []
-    for c in entry.metrics:
-        verdict = "pass" if c.passed else "FAIL"
-        rows.append(
-            (
-                f"  {c.name}",
-                _fmt(c.value),
-                _fmt(c.baseline),
-                _fmt(c.delta, signed=True),
-                f"{verdict} ({c.status})",
-            )
-        )
-    for view in entry.records:
-        if mirrors_metrics(view, entry.metrics):
-            continue
-        r = view.record
-        if r.get("obtained") is None and r.get("unit") == "metric" and r.get("values"):
-            rows.extend(_item_rows(r))  # several numbers, each with its own condition
-            continue
-        bound, obtained = r.get("bound"), r.get("obtained")
-        sign = _SIGNS.get(str(r.get("direction")), "")
-        delta = (
-            obtained - bound
-            if isinstance(obtained, int | float) and isinstance(bound, int | float)
-            else None
-        )
-        rows.append(
-            (
-                f"  {r.get('check')}",
-                _fmt(obtained),
-                f"{sign}{_fmt(bound)}" if bound is not None else "-",
-                _fmt(delta, signed=True),
-                "pass" if r.get("passed") else "FAIL",
-            )
-        )
-    return rows
-
-
-def _item_rows(record: Mapping[str, Any]) -> list[tuple[str, ...]]:
-    """One row per item of a record that decides several conditions without one bound.
-
-    Example:
-        >>> _item_rows({"check": "bg", "items": ["a", "b"], "values": [0.25, 1.0],
-        ...             "unit": "metric", "failing": [1]})
-        [('  bg: a', '0.25', '-', '-', 'pass'), ('  bg: b', '1', '-', '-', 'FAIL')]
-    """
-    failing = set(record.get("failing") or ())
-    return [
-        (f"  {record.get('check')}: {item}", _fmt(value), "-", "-",
-         "FAIL" if i in failing else "pass")
-        for i, (item, value) in enumerate(zip(record["items"], record["values"], strict=False))
-    ]  # fmt: skip
+def _row(gate: Gate) -> tuple[str, ...]:
+    return (
+        f"{'    ' if gate.sub else '  '}{gate.check}",
+        gate.value_is,
+        gate.shown_value(),
+        gate.limit(),
+        format_number(gate.chance, missing="-"),
+        gate.verdict(),
+    )
 
 
 def summary_rows(entries: Iterable[TestEntry]) -> list[tuple[str, ...]]:
-    """Rows of the summary table: ``(nodeid,)`` then the test's 5-cell metric/check rows.
+    """Rows of the summary table: ``(nodeid,)`` then the test's 6-cell gate rows.
 
-    Tests with neither metrics nor records, and passing tests that were not audited
-    (``entry.audited`` false), give no rows.
+    Tests without gates, and passing tests that were not audited (``entry.audited``
+    false), give no rows.
 
     Example:
         >>> from modelaudit.report.entries import RecordView, TestEntry
-        >>> view = RecordView({"check": "pointing_game", "obtained": 1.0, "passed": True})
+        >>> view = RecordView({"check": "pointing_game", "obtained": 1.0, "values": [1.0] * 8,
+        ...                    "aggregate": "mean", "passed": True})
         >>> summary_rows([TestEntry("t", records=[view]), TestEntry("quiet")])
-        [('t',), ('  pointing_game', '1', '-', '-', 'pass')]
+        [('t',), ('  pointing_game', 'mean of 8 samples', '1', '-', '-', 'pass')]
     """
     rows: list[tuple[str, ...]] = []
     for entry in entries:
         if not (entry.audited or entry.failed):
             continue  # a passing plain test that called assertions: in the report only
-        lines = _entry_rows(entry)
-        if lines:
+        gates = entry_gates(entry)
+        if gates:
             rows.append((entry.nodeid,))
-            rows.extend(lines)
+            rows.extend(_rows(gates))
     return rows
+
+
+def _rows(gates: Sequence[Gate]) -> list[tuple[str, ...]]:
+    """A row per gate; the classes of a check not decided per class share one line."""
+    out: list[tuple[str, ...]] = []
+    info: list[Gate] = []
+    for g in [*gates, None]:
+        if g is not None and not g.gating:
+            info.append(g)
+            continue
+        if info:
+            out.append((_by_class(info),))
+            info = []
+        if g is not None:
+            out.append(_row(g))
+    return out
+
+
+def _by_class(rows: Sequence[Gate], limit: int = MAX_CLASSES) -> str:
+    """``    by class (not gated): triangle 0.1 fails, circle 0.9 ...`` worst first.
+
+    Example:
+        >>> gates = [Gate("t", f"per class: {n}", "v", v, v >= 0.5, bound=0.5, direction="higher",
+        ...               sub=True, gating=False) for n, v in (("a", 0.9), ("b", 0.2))]
+        >>> _by_class(gates)
+        '    by class (not gated): b 0.2 fails, a 0.9'
+    """
+    sign = -1.0 if rows[0].direction == "lower" else 1.0
+    ordered = sorted(rows, key=lambda g: sign * (g.value if g.value is not None else -math.inf))
+    parts = [
+        f"{g.check.removeprefix('per class: ')} {g.shown_value()}{'' if g.passed else ' fails'}"
+        for g in ordered[:limit]
+    ]
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return f"    by class (not gated): {', '.join(parts)}{more}"
 
 
 def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
@@ -135,11 +124,13 @@ def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
     widths = [max(len(str(x)) for x in col) for col in zip(HEADER, *cells)]
 
     def fmt(r: tuple[str, ...]) -> str:
-        first = r[0].ljust(widths[0])
-        middle = [r[i].rjust(widths[i]) for i in (1, 2, 3)]
-        return "  ".join([first, *middle, r[4]])
+        parts = [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2])]
+        parts += [r[3].ljust(widths[3]), r[4].ljust(widths[4]), r[5]]
+        return "  ".join(parts)
 
-    return [fmt(HEADER)] + [fmt(r) if len(r) == len(HEADER) else r[0] for r in rows]
+    return [fmt(HEADER).rstrip()] + [
+        fmt(r).rstrip() if len(r) == len(HEADER) else r[0] for r in rows
+    ]
 
 
 def fingerprint_lines(entries: Iterable[TestEntry]) -> list[str]:

@@ -233,6 +233,8 @@ def model_info(name: str) -> dict[str, Any]:
 def load_model(name: str, *, device: str | torch.device = "cpu") -> nn.Module:
     """Build a zoo model, load its weights and return it in eval mode on ``device``.
 
+    The model's ``class_names`` attribute lists the zoo's classes (explanations carry them).
+
     Trained weights are read with ``torch.load(..., weights_only=True)``. Random-init models
     draw their weights from ``torch.manual_seed(0)`` inside a forked RNG, so the global random
     state is untouched and the weights are the same on every call.
@@ -287,4 +289,5 @@ def load_model(name: str, *, device: str | torch.device = "cpu") -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_INIT_SEED)
             model = build()
+    object.__setattr__(model, "class_names", tuple(CLASS_NAMES))  # tiles name the classes
     return model.eval().to(target_device)

@@ -31,7 +31,7 @@ class PageChecker(HTMLParser):
         attrs = dict(attrs)
         if tag == "img":
             self.images.append(attrs)
-        if tag == "section":
+        if tag == "details" and attrs.get("class", "").startswith("test "):
             self.sections.append(attrs.get("class", ""))
         if tag not in VOID:
             self.stack.append(tag)
@@ -140,8 +140,8 @@ def _entries():
 def test_html_is_valid_and_shows_every_sample_failing_first():
     page = render_html(_entries(), notes=["model: shapes-cnn"])
     checker = parse(page)
-    assert checker.sections == ["test failed", "test "]  # failing test first
-    overlays = [img for img in checker.images if img.get("alt", "").startswith("overlay")]
+    assert checker.sections == ["test failed", "test passed"]  # failing test first
+    overlays = [img for img in checker.images if img.get("alt", "").startswith("heat map")]
     inputs = [img for img in checker.images if img.get("alt", "").startswith("input")]
     assert len(overlays) == len(inputs) == 2 + 3  # one per recorded sample
     first_failing_overlay = decode(overlays[0]["src"])  # failing test, its failing sample 1
@@ -160,7 +160,7 @@ def test_html_is_valid_and_shows_every_sample_failing_first():
         "bound ≥ 0.5",
         "chance 0.25",
         "-0.3",
-        "failing samples: 1",
+        "failing samples: 1 of 3 (1)",
         "model: shapes-cnn",
         "1 failed, 1 passed",
     ):
@@ -223,20 +223,20 @@ def test_records_without_pictures_list_their_items_like_samples():
     # every record: a title with its verdict and failing items, then its items
     for needle in (
         "hook_grad_error",
-        "failing layers: features.3",
+        "failing layers: 1 of 2 (features.3)",
         "bound ≤ 1e-06",
         "feature_map_shape",
-        "failing layers: layer2",
+        "failing layers: 1 of 2 (layer2)",
         "obtained (4, 8), expected (8, 8)",
         "baseline",
-        "failing metrics: m",
+        "failing metrics: 1 of 1 (m)",
         "regressed: obtained 0.5, baseline 0.8",
     ):
         assert needle in text, needle
     # the failure text is shown once; the other records' messages under their titles
     assert text.count(records[0].rule) == 1 and records[1].message in text
     assert records[2].message in text
-    assert not [i for i in checker.images if i["alt"].startswith(("overlay", "input"))]
+    assert not [i for i in checker.images if i["alt"].startswith(("heat map", "input"))]
 
 
 def test_a_passing_gate_over_the_metrics_table_is_not_repeated():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -27,13 +28,14 @@ def test_every_setting_is_declared_once():
         "--audit-arch": "audit_arch",
         "--audit-device": "audit_device",
         "--audit-report-dir": "audit_report_dir",
+        "--audit-report-samples": "audit_report_max_samples",
         "--audit-tensorboard": "audit_tensorboard",
         "--audit-baseline": "audit_baseline",
         "--audit-update-baseline": "audit_update_baseline",
         "--audit-tolerance": "audit_tolerance",
     }
     ini_only = [o.name for o in OPTIONS if o.flag is None]
-    assert ini_only == ["audit_report_max_samples", "audit_seed_torch"]
+    assert ini_only == ["audit_seed_torch"]
     switch = next(o for o in OPTIONS if o.name == "audit_update_baseline")
     assert switch.flag_kwargs()["action"] == "store_true" and not switch.ini
     model = OPTIONS[0].flag_kwargs()
@@ -124,3 +126,13 @@ def test_check_refuses_cuda_without_cuda(monkeypatch):
         "--audit-device / audit_device: device 'cuda' needs CUDA, but "
         "torch.cuda.is_available() is False; use cpu or auto"
     )
+
+
+def test_quiet_pytest_quiets_the_scans_progress_bars(monkeypatch):
+    assert _resolve(cli={"verbose": -1}).quiet and not _resolve(cli={"verbose": 0}).quiet
+    monkeypatch.delenv("MODELAUDIT_QUIET", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    _resolve(cli={"verbose": 0}).start()
+    assert "MODELAUDIT_QUIET" not in os.environ
+    _resolve(cli={"verbose": -1}).start()
+    assert os.environ["MODELAUDIT_QUIET"] == "1"

@@ -60,7 +60,7 @@ def test_failed_record_writes_the_overview_png_and_links_it(tmp_path: Path) -> N
     entry = run_test(collector, failed_record())
     view = entry.records[0]
     assert view.overview_file is not None
-    path = Path(view.overview_file)
+    path = tmp_path / view.overview_file  # relative to the report's folder
     assert path.name == "mass_in_box-overview.png" and path.parent == collector.test_dir(NODE)
     assert iio.imread(path).shape == (128, 392, 3)
     assert view.overview_caption and "bottom-right corner" in view.overview_caption
@@ -68,7 +68,7 @@ def test_failed_record_writes_the_overview_png_and_links_it(tmp_path: Path) -> N
     collector.write()
     page = (tmp_path / REPORT_HTML).read_text()
     assert "class='overview'" in page
-    assert str(path) in page
+    assert f"href='{view.overview_file}'" in page  # linked relative to the report
     assert "Where the model looks instead: <strong>" in page
     assert view.overview_caption.replace("'", "&#x27;") in page
 
@@ -88,12 +88,12 @@ def test_the_overview_travels_through_xdist_payloads(tmp_path: Path) -> None:
     assert "class='overview'" in render_html(controller.entries)
 
 
-def test_passing_records_and_reportless_runs_draw_no_overview() -> None:
+def test_passing_records_draw_their_overview_and_reportless_runs_none() -> None:
     maps = torch.zeros(1, 8, 8)
     maps[0, 1, 1] = 1.0
     passed = ma.assert_mass_in_box(maps, torch.tensor([[0, 0, 4, 4]]), at_least=0.5)
-    assert passed.overview is not None  # carried, but only failures are drawn
-    assert record_view(passed).overview_png is None
+    assert passed.overview is not None  # a passing attention test shows its mean map too
+    assert record_view(passed).overview_png is not None
     assert record_view(failed_record(), overview=False).overview_png is None
     entry = run_test(AuditCollector(None), failed_record())
     assert entry.records[0].overview_png is None
