@@ -99,8 +99,9 @@ def init_from_env(
 
     Raises:
         InvalidInputError: ``WORLD_SIZE`` > 1 but ``RANK``, ``MASTER_ADDR`` or ``MASTER_PORT`` is
-            missing (start the processes with ``torchrun``), or torch was built without
-            ``torch.distributed``.
+            missing (start the processes with ``torchrun``), torch was built without
+            ``torch.distributed``, or a ``cuda:N`` device would put several processes of
+            one machine on the same GPU.
 
     Example:
         >>> init_from_env("cpu", env={})  # not started by torchrun: one process
@@ -119,6 +120,11 @@ def init_from_env(
     where = torch.device(device if device is not None else "cpu")
     backend = "gloo"
     if where.type == "cuda":
+        if where.index is not None and _env_int(env, "LOCAL_WORLD_SIZE", 1) > 1:
+            raise InvalidInputError(
+                f"device {device!r} under torchrun would put every process on GPU "
+                f"{where.index}; pass --audit-device=cuda: each process takes cuda:LOCAL_RANK"
+            )
         torch.cuda.set_device(where if where.index is not None else _env_int(env, "LOCAL_RANK", 0))
         backend = "nccl"
     dist.init_process_group(

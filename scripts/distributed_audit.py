@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 import modelaudit as ma
@@ -32,31 +31,23 @@ from modelaudit import distributed, zoo
 CHECKS = ("assert_looks_at_object", "assert_pointing_game", "assert_mass_in_box", "assert_iou")
 
 
-class AuditShapes(Dataset):
+class AuditShapes(zoo.ShapesDataset):
     """The zoo's held-out shapes as ``(image, {"labels", "boxes"})`` items (tv_tensors).
 
     ``bad``: a sample whose box is moved outside the image (an input error to report).
     """
 
     def __init__(self, n: int, *, bad: int | None = None) -> None:
-        self.data = zoo.audit_data(n)
-        self.classes = list(self.data.class_names)
+        super().__init__(zoo.audit_data(n))
         self.bad = bad
 
-    def __len__(self) -> int:
-        return len(self.data)
-
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        d = self.data
-        size = (int(d.images.shape[-2]), int(d.images.shape[-1]))
-        box = d.boxes[i : i + 1].float()
-        if i == self.bad:
-            box = box + 2 * size[1]  # entirely right of the image
-        target = {
-            "labels": d.labels[i : i + 1],
-            "boxes": tv_tensors.BoundingBoxes(box, format="XYXY", canvas_size=size),
-        }
-        return d.images[i], target
+        image, target = super().__getitem__(i)
+        if i == self.bad:  # entirely right of the image
+            width = int(image.shape[-1])
+            box = target["boxes"] + 2 * width
+            target["boxes"] = tv_tensors.wrap(box, like=target["boxes"])
+        return image, target
 
 
 def scan_shapes(n: int, batch_size: int, *, bad: int | None = None) -> ma.Scan:

@@ -174,3 +174,11 @@ def test_a_half_set_environment_is_a_clear_error() -> None:
     with pytest.raises(ma.InvalidInputError, match="WORLD_SIZE='two'"):
         distributed.init_from_env("cpu", env={"WORLD_SIZE": "two"})
     assert not torch.distributed.is_initialized()
+
+
+def test_one_gpu_index_for_every_process_of_a_machine_is_a_clear_error() -> None:
+    env = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}  # fmt: skip
+    with pytest.raises(ma.InvalidInputError, match=r"pass --audit-device=cuda: each process"):
+        distributed.init_from_env("cuda:0", env=env)  # checked before any GPU is touched
+    assert not torch.distributed.is_initialized()

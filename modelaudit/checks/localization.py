@@ -292,8 +292,8 @@ def assert_iou(
     __tracebackhide__ = True
     by = classes_for(maps, classes, per_class, "assert_iou")
     if isinstance(maps, Scan):
-        _same_option("assert_iou", "top_k", top_k, None, None)
-        _same_option("assert_iou", "threshold", threshold, 0.5, None)
+        _same_option("assert_iou", "top_k", top_k, None, None, fixed=True)
+        _same_option("assert_iou", "threshold", threshold, 0.5, None, fixed=True)
         bound = (at_least, at_most, aggregate)
         return decide_scan("assert_iou", maps, boxes, "iou", bound, by, {"threshold": 0.5})
     m, region = _inputs(maps, boxes)
@@ -321,10 +321,18 @@ def assert_iou(
     )
 
 
-def _same_option(assertion: str, name: str, given: Any, scanned: Any, default: Any) -> None:
-    """Raise unless an option given with a scan matches what the scan measured."""
+def _same_option(
+    assertion: str, name: str, given: Any, scanned: Any, default: Any, *, fixed: bool = False
+) -> None:
+    """Raise unless an option given with a scan matches what the scan measured (``fixed``:
+    a scan always measures with ``scanned``; it has no such option)."""
     if given is not None and given != default and given != scanned:
+        fix = (
+            f"a scan measures IoU with {name}={scanned!r} only; for another {name}, explain "
+            f"the images in memory and call {assertion}(maps, boxes, {name}=...)"
+            if fixed
+            else f"pass {name}= to modelaudit.scan(...) instead"
+        )
         raise InvalidInputError(
-            f"{assertion}: {name}={given!r}, but the scan measured with {name}={scanned!r}; "
-            f"pass {name}= to modelaudit.scan(...) instead"
+            f"{assertion}: {name}={given!r}, but the scan measured with {name}={scanned!r}; " + fix
         )

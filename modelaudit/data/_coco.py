@@ -53,20 +53,14 @@ def open_coco(
     ids = sorted(categories)
     lookup = torch.full((max(ids) + 1,), -1, dtype=torch.long)
     lookup[torch.tensor(ids)] = torch.arange(len(ids))
-    files = [str(Path(images_dir) / base.coco.imgs[i]["file_name"]) for i in base.ids]
+    # images without any annotation (COCO val2017 has some) hold no object to audit
+    annotated = [k for k, i in enumerate(base.ids) if base.coco.getAnnIds(imgIds=i)]
+    files = [str(Path(images_dir) / base.coco.imgs[base.ids[k]]["file_name"]) for k in annotated]
 
     def load(index: int) -> tuple[Image.Image, dict[str, Any]]:
         with warnings.catch_warnings():  # pycocotools' decode under numpy 2: not ours to fix
             warnings.filterwarnings("ignore", category=DeprecationWarning, module="pycocotools")
-            image, target = wrapped[index]
-        canvas = (image.height, image.width)
-        if "labels" not in target:  # an image without annotations
-            target["boxes"] = tv_tensors.BoundingBoxes(
-                torch.zeros((0, 4)), format="XYXY", canvas_size=canvas
-            )
-            target["labels"] = torch.zeros(0, dtype=torch.long)
-            if with_masks:
-                target["masks"] = tv_tensors.Mask(torch.zeros((0, *canvas), dtype=torch.bool))
+            image, target = wrapped[annotated[index]]
         target["labels"] = lookup[target["labels"]]
         # integer JSON boxes arrive as int64: float, so a resize does not round them
         target["boxes"] = tv_tensors.wrap(target["boxes"].float(), like=target["boxes"])

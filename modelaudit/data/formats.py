@@ -218,7 +218,8 @@ def coco_detection(
     Read with :class:`torchvision.datasets.CocoDetection` wrapped by
     :func:`torchvision.datasets.wrap_dataset_for_transforms_v2`. Targets carry masks
     (from polygons or RLE) when every annotation has a ``"segmentation"``; labels index
-    ``dataset.classes``, the categories in id order.
+    ``dataset.classes``, the categories in id order. Images without any annotation are
+    left out (there is no object to audit): ``len(dataset)`` counts the annotated ones.
 
     Args:
         images_dir: the folder the ``file_name`` entries are relative to.

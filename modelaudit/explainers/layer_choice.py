@@ -167,7 +167,7 @@ def _survey(model: nn.Module, inputs: torch.Tensor) -> list[_Found]:
         if n and not isinstance(m, torch.jit.ScriptModule)  # no hooks on TorchScript
     ]
     try:
-        with torch.no_grad():
+        with explaining(model), torch.no_grad():  # eval mode, restored: no BatchNorm update
             model(inputs[:1])
     finally:
         for h in handles:

@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -291,10 +292,33 @@ def merge_scans(parts: Sequence[ScanPart | None]) -> Scan:
     )
 
 
+def comparable(value: Any) -> Any:
+    """``value`` in a form equal across processes: callables (a ``functools.partial`` or a
+    function given as ``reshape=``) by their qualified name and arguments, since copies
+    unpickled on another rank never compare equal.
+
+    Example:
+        >>> import functools, pickle
+        >>> f = functools.partial(max, 1)
+        >>> comparable({"r": f}) == comparable({"r": pickle.loads(pickle.dumps(f))})
+        True
+    """
+    if isinstance(value, dict):
+        return {k: comparable(v) for k, v in value.items()}
+    if isinstance(value, functools.partial):
+        kwargs = comparable(dict(value.keywords))
+        return ("partial", comparable(value.func), comparable(list(value.args)), kwargs)
+    if isinstance(value, list | tuple):
+        return [comparable(v) for v in value]
+    if callable(value):
+        return (getattr(value, "__module__", None), getattr(value, "__qualname__", repr(value)))
+    return value
+
+
 def _check_agree(parts: Sequence[ScanPart]) -> None:
     """Every part made its maps the same way."""
     for name in ("method", "layer", "grid", "size", "kind", "tolerance", "options", "keep"):
-        seen = [getattr(p, name) for p in parts]
+        seen = [comparable(getattr(p, name)) for p in parts]
         if any(s != seen[0] for s in seen[1:]):
             raise InvalidInputError(
                 f"merge_scans: the parts differ in {name} ({', '.join(map(repr, seen))}); "
@@ -324,25 +348,28 @@ def _null(
 
 def keep_rows(mass: torch.Tensor, labels: torch.Tensor, keep: int, classes: int) -> torch.Tensor:
     """Positions of the samples to keep, least mass first (ties: the earlier position): the
-    ``keep`` with the least mass, and with ``classes`` <= :data:`MAX_CLASSES_KEPT` (the
-    number of classes in the whole scan) the least-mass sample of every class as well.
+    ``keep`` with the least mass (what an ``at_least=`` check fails first), the ``keep``
+    with the most (what an ``at_most=`` check on a forbidden region fails first), and with
+    ``classes`` <= :data:`MAX_CLASSES_KEPT` (the classes of the whole scan) the least-mass
+    sample of every class.
 
     Example:
-        >>> mass = torch.tensor([0.5, 0.1, 0.9, 0.2, 0.7])
-        >>> keep_rows(mass, torch.tensor([0, 0, 1, 0, 2]), 2, classes=3).tolist()
-        [1, 3, 4, 2]
-        >>> keep_rows(mass, torch.tensor([0, 0, 1, 0, 2]), 2, classes=40).tolist()
-        [1, 3]
+        >>> mass = torch.tensor([0.5, 0.1, 0.9, 0.2, 0.7, 0.3])
+        >>> keep_rows(mass, torch.tensor([0, 0, 1, 0, 2, 0]), 1, classes=3).tolist()
+        [1, 4, 2]
+        >>> keep_rows(mass, torch.tensor([0, 0, 1, 0, 2, 0]), 1, classes=40).tolist()
+        [1, 2]
     """
     order = torch.argsort(mass, stable=True)
     if keep <= 0:
         return order[:0]
-    if classes > MAX_CLASSES_KEPT:
-        return order[:keep]
-    first: dict[int, int] = {}
-    for position, label in zip(order.tolist(), labels[order].tolist(), strict=True):
-        first.setdefault(label, position)
-    chosen = set(order[:keep].tolist()) | set(first.values())
+    most = torch.argsort(-mass, stable=True)[:keep]
+    chosen = set(order[:keep].tolist()) | set(most.tolist())
+    if classes <= MAX_CLASSES_KEPT:
+        first: dict[int, int] = {}
+        for position, label in zip(order.tolist(), labels[order].tolist(), strict=True):
+            first.setdefault(label, position)
+        chosen |= set(first.values())
     return torch.tensor([i for i in order.tolist() if i in chosen], dtype=torch.long)
 
 

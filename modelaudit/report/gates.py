@@ -213,26 +213,55 @@ def _item_gates(test: str, r: Mapping[str, Any], index: int) -> list[Gate]:
 
 
 def _class_gates(test: str, r: Mapping[str, Any], index: int) -> list[Gate]:
-    """A row per class of a record's ``per_class`` results (none without them)."""
+    """A row per class of a record's ``per_class`` results (none without them); for a
+    fraction rule, the class's fraction of samples passing against the fraction needed.
+
+    Example:
+        >>> r = {"check": "iou", "values": [0.9, 0.2, 0.8, 0.7], "classes": [0, 0, 1, 1],
+        ...      "bound": 0.5, "direction": "higher", "aggregate": "fraction",
+        ...      "details": {"required_fraction": 0.75},
+        ...      "per_class": [{"label": 0, "name": "a", "count": 2, "obtained": 0.2,
+        ...                     "passed": False},
+        ...                    {"label": 1, "name": "b", "count": 2, "obtained": 0.7,
+        ...                     "passed": True}]}
+        >>> [(g.check, g.shown_value(), g.limit()) for g in _class_gates("t", r, 0)]
+        [('per class: a', '50%', '>= 75%'), ('per class: b', '100%', '>= 75%')]
+    """
     rows = []
-    gating = bool((r.get("details") or {}).get("gated_per_class"))
+    details = r.get("details") or {}
+    gating = bool(details.get("gated_per_class"))
+    fraction = r.get("aggregate") == "fraction" and "required_fraction" in details
     for c in r.get("per_class") or []:
         name = c.get("name") if c.get("name") is not None else c.get("label")
+        value, bound = _num(c.get("obtained")), _num(r.get("bound"))
+        if fraction:
+            value, bound = _passing_fraction(r, c.get("label")), _num(details["required_fraction"])
         rows.append(
             Gate(
                 test=test,
                 check=f"per class: {name}",
                 value_is=f"{value_is({**r, 'values': [0] * int(c.get('count') or 0)})}",
-                value=_num(c.get("obtained")),
+                value=value,
                 passed=bool(c.get("passed")),
-                bound=_num(r.get("bound")),
-                direction=r.get("direction"),
+                bound=bound,
+                direction="higher" if fraction else r.get("direction"),
                 sub=True,
                 record=index,
                 gating=gating,
+                percent=fraction,
             )
         )
     return rows
+
+
+def _passing_fraction(r: Mapping[str, Any], label: Any) -> float | None:
+    """The share of the class's samples whose own value meets the record's bound."""
+    values, classes = list(r.get("values") or []), list(r.get("classes") or [])
+    bound, higher = _num(r.get("bound")), r.get("direction") != "lower"
+    mine = [v for v, c in zip(values, classes, strict=False) if c == label and _num(v) is not None]
+    if bound is None or not mine:
+        return None
+    return sum((v >= bound) if higher else (v <= bound) for v in mine) / len(mine)
 
 
 def _num(value: Any) -> float | None:
@@ -242,7 +271,14 @@ def _num(value: Any) -> float | None:
 
 
 def entry_gates(entry: TestEntry) -> list[Gate]:
-    """The gates of one test: its baseline metrics, then its records, in order."""
+    """The gates of one test: its baseline metrics, then its records, in order.
+
+    Example:
+        >>> from modelaudit.report.entries import TestEntry
+        >>> c = Comparison("t::m", "m", 0.5, "higher", 0.05, 0.8, "regressed")
+        >>> [(g.check, g.passed, g.status) for g in entry_gates(TestEntry("t", metrics=[c]))]
+        [('m vs baseline', False, 'regressed')]
+    """
     gates = [_metric_gate(entry.nodeid, c) for c in entry.metrics]
     for i, view in enumerate(entry.records):
         if mirrors_metrics(view, entry.metrics):

@@ -19,6 +19,7 @@ from modelaudit.zoo.data import (
     audit_data,
     shapes_data,
 )
+from modelaudit.zoo.dataset import ShapesDataset
 from modelaudit.zoo.models import (
     WEIGHTS_DIR,
     ShapesCNN,
@@ -26,6 +27,7 @@ from modelaudit.zoo.models import (
     load_model,
     model_info,
 )
+from modelaudit.zoo.on_disk import write_coco, write_image_folder, write_voc, write_voc_segmentation
 
 __all__ = [
     "AUDIT_SEED",
@@ -34,10 +36,15 @@ __all__ = [
     "WEIGHTS_DIR",
     "ShapesCNN",
     "ShapesData",
+    "ShapesDataset",
     "WatermarkMode",
     "audit_data",
     "available_models",
     "load_model",
     "model_info",
     "shapes_data",
+    "write_coco",
+    "write_image_folder",
+    "write_voc",
+    "write_voc_segmentation",
 ]

@@ -146,8 +146,10 @@ def test_a_tiny_run_reports_every_row(tmp_path: Path) -> None:
     memory = got["memory"]
     assert [r["images"] for r in memory] == [0, 4, 8]
     assert all(r["peak_mb"] > 0 for r in memory)
-    kept = [r.get("worst_kept") for r in memory]  # ma.scan: the 3 worst and each class's worst
-    assert kept[0] is None and kept[1] == 4 and 3 <= kept[2] <= 3 + 4  # 4 images; 4 classes
+    # ma.scan keeps the 3 least-mass, the 3 most-mass and each class's least-mass samples:
+    # all of 4 images; of 8, at least the 6 distinct ends
+    kept = [r.get("worst_kept") for r in memory]
+    assert kept[0] is None and kept[1] == 4 and 6 <= kept[2] <= 8
     assert memory[1]["vs_first_pct"] == 0
     assert list(memory[2]["peak_mb_on_the_way"]) == ["4"]  # the 8-image run, after 4
 

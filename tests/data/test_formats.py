@@ -264,3 +264,20 @@ def test_folder_bad_boxes_files(tmp_path: Path, folder: tuple[Path, ShapesData])
         image_folder_with_boxes(root, root / "none.csv")
     with pytest.raises(InvalidInputError, match="no class folder hexagon"):
         image_folder_with_boxes(root, root / "boxes.csv", classes=("circle", "hexagon"))
+
+
+def test_coco_images_without_annotations_are_left_out(tmp_path):
+    from modelaudit.zoo.on_disk import write_coco
+
+    truth = write_coco(tmp_path, n=3, seed=4)
+    path = tmp_path / "annotations.json"
+    doc = json.loads(path.read_text())
+    doc["annotations"] = [a for a in doc["annotations"] if a["image_id"] != doc["images"][1]["id"]]
+    path.write_text(json.dumps(doc))
+    ds = coco_detection(tmp_path / "images", path)
+    assert len(ds) == 2  # image 1 holds no object to audit
+    assert [ds[k][1]["labels"].tolist() for k in (0, 1)] == [
+        truth.labels[0:1].tolist(),
+        truth.labels[2:3].tolist(),
+    ]
+    assert ds.files[1].endswith(doc["images"][2]["file_name"])

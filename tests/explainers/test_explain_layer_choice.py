@@ -130,3 +130,17 @@ def test_median_box_size_from_boxes_and_masks():
 def test_bad_input(boxes, kwargs, phrase):
     with pytest.raises(InvalidInputError, match=phrase):
         ma.choose_layer(_net(), IMAGES, boxes, **kwargs)
+
+
+def test_the_layer_probe_leaves_a_training_model_as_it_was() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(4, 3), nn.BatchNorm1d(3),  # a batch of one in train mode would raise here
+    ).train()  # fmt: skip
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.rand(2, 3, 16, 16)
+    ma.choose_layer(net, x, torch.tensor([[2, 2, 12, 12], [4, 4, 14, 14]]))
+    assert net.training and all(m.training for m in net.modules())
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # stats untouched

@@ -10,10 +10,11 @@ import torch
 
 
 def _expected_kept(mass: torch.Tensor, labels: torch.Tensor, keep: int) -> list[int]:
-    """The K least-mass samples and each class's least-mass sample, least mass first
-    (numpy, class by class; the scans here have fewer than 32 classes)."""
+    """The K least-mass samples, the K most-mass ones and each class's least-mass sample,
+    least mass first (numpy, class by class; the scans here have fewer than 32 classes)."""
     m, y = mass.numpy(), labels.numpy()
     rows = set(np.argsort(m, kind="stable")[:keep].tolist())
+    rows |= set(np.argsort(-m, kind="stable")[:keep].tolist())
     for c in np.unique(y):
         members = np.flatnonzero(y == c)
         rows.add(int(members[np.argmin(m[members])]))

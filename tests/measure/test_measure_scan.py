@@ -8,12 +8,10 @@ other tests of measure/ and checks/ check by hand.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, Dataset
-from torchvision import tv_tensors
+from torch.utils.data import DataLoader
 
 import modelaudit as ma
 from modelaudit import zoo
@@ -33,26 +31,7 @@ def _one_thread(one_torch_thread: None) -> None:
     """One intra-op thread, as the other model tests."""
 
 
-class ShapesDataset(Dataset):
-    """The zoo's shapes as ``(image, {"labels", "boxes", "masks"})`` items."""
-
-    def __init__(self, data: zoo.ShapesData, *, masks: bool = False) -> None:
-        self.data, self.masks = data, masks
-        self.classes = list(data.class_names)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        d = self.data
-        size = tuple(d.images.shape[-2:])
-        target: dict[str, Any] = {"labels": d.labels[i : i + 1]}
-        if self.masks:
-            target["masks"] = tv_tensors.Mask(d.masks[i : i + 1])
-        else:
-            box = d.boxes[i : i + 1].float()
-            target["boxes"] = tv_tensors.BoundingBoxes(box, format="XYXY", canvas_size=size)
-        return d.images[i], target
+ShapesDataset = zoo.ShapesDataset  # the zoo's shapes as (image, tv_tensors target) items
 
 
 @pytest.fixture(scope="module")
@@ -235,8 +214,11 @@ def test_bad_use_is_a_clear_error(model: torch.nn.Module, scanned: Scan, data) -
         ma.assert_looks_at_object(scanned, data.boxes)
     with pytest.raises(InvalidInputError, match=r"measured with tolerance=0\.0"):
         ma.assert_pointing_game(scanned, tolerance=15, at_least=0.5)
-    with pytest.raises(InvalidInputError, match=r"measured with threshold=0\.5"):
+    with pytest.raises(InvalidInputError, match=r"measured with threshold=0\.5") as info:
         ma.assert_iou(scanned, threshold="otsu", at_least=0.5)
+    assert "explain the images in memory" in str(info.value)  # scan has no threshold=
+    with pytest.raises(InvalidInputError, match=r"pass tolerance= to modelaudit\.scan"):
+        ma.assert_pointing_game(scanned, tolerance=15, at_least=0.5)
     with pytest.raises(InvalidInputError, match="boxes are missing"):
         ma.assert_mass_in_box(torch.ones(1, 4, 4), at_least=0.5)
     with pytest.raises(InvalidInputError, match="a check needs masks"):

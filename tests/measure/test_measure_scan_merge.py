@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from torchvision import tv_tensors
+from torch.utils.data import DataLoader, DistributedSampler
 
 import modelaudit as ma
 from modelaudit import zoo
@@ -37,26 +36,7 @@ def _one_thread(one_torch_thread: None) -> None:
     """One intra-op thread, as the other model tests."""
 
 
-class ShapesDataset(Dataset):
-    """The zoo's shapes as ``(image, {"labels", "boxes" or "masks"})`` items."""
-
-    def __init__(self, data: zoo.ShapesData, *, masks: bool = False) -> None:
-        self.data, self.masks = data, masks
-        self.classes = list(data.class_names)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        d = self.data
-        target: dict[str, Any] = {"labels": d.labels[i : i + 1]}
-        if self.masks:
-            target["masks"] = tv_tensors.Mask(d.masks[i : i + 1])
-        else:
-            size = tuple(d.images.shape[-2:])
-            box = d.boxes[i : i + 1].float()
-            target["boxes"] = tv_tensors.BoundingBoxes(box, format="XYXY", canvas_size=size)
-        return d.images[i], target
+ShapesDataset = zoo.ShapesDataset  # the zoo's shapes as (image, tv_tensors target) items
 
 
 @pytest.fixture(scope="module")
