@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from modelaudit.errors import InvalidInputError
-from modelaudit.explainers.base import explanation
+from modelaudit.explainers.base import explanation, top_class, with_predictions
 from modelaudit.explainers.engine import (
     _as_leaf,
     check_inputs,
@@ -99,8 +99,10 @@ def reduce_channels(grads: torch.Tensor, how: Reduce) -> torch.Tensor:
 
 def _input_grads(
     model: nn.Module, inputs: torch.Tensor, target: Target, guided: bool
-) -> tuple[torch.Tensor, TargetScorer]:
-    """(N, K, C, H, W) d score / d input, call inside :func:`explaining`."""
+) -> tuple[torch.Tensor, TargetScorer, tuple[torch.Tensor, torch.Tensor] | None]:
+    """(N, K, C, H, W) d score / d input, the scorer and the output's top classes with their
+    probabilities (:func:`~modelaudit.explainers.base.top_class`); call inside
+    :func:`explaining`."""
     leaf = _as_leaf(inputs)
     handles = []
     if guided:
@@ -114,7 +116,7 @@ def _input_grads(
     finally:
         for h in handles:
             h.remove()
-    return gradients_of(scores, [leaf])[0], scorer
+    return gradients_of(scores, [leaf])[0], scorer, top_class(out, inputs.shape[0])
 
 
 def _input_map(
@@ -137,7 +139,7 @@ def _input_map(
         )
     inputs = check_model(model, check_inputs(inputs))
     with clear_model_errors(model, inputs), explaining(model):
-        grads, scorer = _input_grads(model, inputs, target, guided=guided)
+        grads, scorer, top = _input_grads(model, inputs, target, guided=guided)
     layers: list[str] = []
     if cam:
         cams = gradcam(model, inputs, scorer.fixed_target(), layer, reshape=opts["reshape"])
@@ -147,7 +149,7 @@ def _input_map(
     maps = finish_maps(
         [maps], maps.shape[-2:], relu=opts["relu"], normalize=opts["normalize"], upsample=False
     )
-    return explanation(maps, method, layers, [scorer], inputs)
+    return with_predictions(explanation(maps, method, layers, [scorer], inputs), model, [top])
 
 
 @explanation_method("input_gradients")

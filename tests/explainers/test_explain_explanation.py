@@ -8,6 +8,7 @@ import pickle
 
 import pytest
 import torch
+from torch import nn
 
 from modelaudit.explainers import (
     Explanation,
@@ -140,3 +141,19 @@ def test_unknown_options_are_type_errors_with_hints(small_net, name, wrong, hint
     assert (hint is None) == ("did you mean" not in str(err.value))
     if hint:
         assert f"did you mean '{hint}'" in str(err.value)
+
+
+@pytest.mark.parametrize("method", available_methods())
+def test_every_method_keeps_the_models_prediction_and_class_names(method: str) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(4, 3))  # fmt: skip
+    net.class_names = ["a", "b", "c"]
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    layer = None if method in NO_LAYER else "1"
+    maps = explain(method, net, x, torch.tensor([0, 1, 2]), layer, **CHEAP.get(method, {}))
+    probs = net(x).softmax(dim=1)  # independent: the model's own output
+    assert maps.predicted is not None and maps.confidence is not None
+    assert maps.predicted.tolist() == probs.argmax(dim=1).tolist()
+    assert maps.confidence.tolist() == pytest.approx(probs.amax(dim=1).tolist(), abs=1e-6)
+    assert maps.class_names == ("a", "b", "c")
