@@ -249,7 +249,11 @@ def _failing_text(record: Mapping[str, Any]) -> str:
 
 def _record_head(record: Mapping[str, Any]) -> str:
     parts = [_verdict(bool(record.get("passed")))]
-    if record.get("obtained") is not None:
+    details = record.get("details") or {}
+    if record.get("aggregate") == "fraction" and "passing_fraction" in details:
+        got, need = details["passing_fraction"], details.get("required_fraction", 0.0)
+        parts.append(f"{escape(value_is(record))}: {100 * got:.0f}% (needs {100 * need:.0f}%)")
+    elif record.get("obtained") is not None:
         parts.append(f"{escape(value_is(record))}: {_fmt(record.get('obtained'))}")
     bound, direction = record.get("bound"), record.get("direction")
     if bound is not None:

@@ -259,3 +259,20 @@ def test_capped_tiles_show_the_worst_sample_of_every_class_first():
     record = AuditRecord(**{**record.__dict__, "classes": classes})
     shown = [s.index for s in record_view(record, max_samples=4).samples]
     assert shown == [0, 9, 10, 1]  # the worst of classes 0, 1 and 2, then the next worst
+
+
+def test_a_fraction_rule_is_shown_as_the_fraction_passing_against_the_fraction_needed():
+    record = AuditRecord(
+        "iou",
+        "assert_iou",
+        False,
+        (0.9, 0.6, 0.4, 0.1),
+        bound=0.5,
+        direction="higher",
+        aggregate="fraction",
+        obtained=0.4,
+        failing=(2, 3),
+        details={"required_fraction": 0.75, "passing_fraction": 0.5},
+    )
+    page = render_html([TestEntry("t", "failed", records=[record_view(record)])])
+    assert "fraction of 4 samples &gt;= 0.5: 50% (needs 75%)" in page
