@@ -1,4 +1,5 @@
-"""What the scan tests share: the rule for the samples a scan keeps, computed independently."""
+"""What the scan tests share: one thread, the trained model, and the rule for the samples a
+scan keeps, computed independently."""
 
 from __future__ import annotations
 
@@ -7,6 +8,19 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
+
+from modelaudit import zoo
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread: None) -> None:
+    """One intra-op thread, as the other model tests."""
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    """The trained shapes-cnn (a test module may define its own ``model``)."""
+    return zoo.load_model("shapes-cnn")
 
 
 def _expected_kept(mass: torch.Tensor, labels: torch.Tensor, keep: int) -> list[int]:

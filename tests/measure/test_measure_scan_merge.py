@@ -31,17 +31,7 @@ N = 41
 KEEP = 6
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(one_torch_thread: None) -> None:
-    """One intra-op thread, as the other model tests."""
-
-
 ShapesDataset = zoo.ShapesDataset  # the zoo's shapes as (image, tv_tensors target) items
-
-
-@pytest.fixture(scope="module")
-def model() -> torch.nn.Module:
-    return zoo.load_model("shapes-cnn")
 
 
 @pytest.fixture(scope="module")
